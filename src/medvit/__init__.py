@@ -1,0 +1,1 @@
+"""medvit: medical-imaging pipelines on Kedro."""

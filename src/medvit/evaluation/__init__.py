@@ -1,0 +1,1 @@
+"""Slice-level and patient-to-patient (PTP) metrics, plots and reports; no Kedro."""

@@ -1,0 +1,88 @@
+"""Patient-level figures for the evaluation report.
+
+Built on `matplotlib.figure.Figure` rather than pyplot so nothing depends on a GUI backend or global
+figure state, and figures are garbage-collected like ordinary objects; saving is the caller's job.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_auc_score, roc_curve
+
+__all__ = ["confusion_matrix_figure", "roc_figure", "score_strip_figure"]
+
+CLASS_NAMES = ("Normal", "Tumour")
+CLASS_COLOURS = ("tab:blue", "tab:red")
+FIGSIZE = (4.0, 3.6)
+
+
+def confusion_matrix_figure(patient_table: pd.DataFrame) -> Figure:
+    """2x2 patient counts, truth in rows and call in columns, each count printed in its cell."""
+    truth = patient_table["tumor"].to_numpy(dtype=int)
+    decision = patient_table["decision"].to_numpy(dtype=int)
+    counts = np.zeros((2, 2), dtype=int)
+    np.add.at(counts, (truth, decision), 1)
+    figure = Figure(figsize=FIGSIZE, layout="constrained")
+    axes = figure.add_subplot()
+    axes.imshow(counts, cmap="Blues", vmin=0, vmax=max(int(counts.max()), 1))
+    for (row, column), count in np.ndenumerate(counts):
+        colour = "white" if count > counts.max() / 2 else "black"
+        axes.text(column, row, str(count), ha="center", va="center", color=colour, fontsize=14)
+    axes.set_xticks([0, 1], labels=[f"Called {name.lower()}" for name in CLASS_NAMES])
+    axes.set_yticks([0, 1], labels=[f"Truly {name.lower()}" for name in CLASS_NAMES])
+    axes.set_title(f"Patients (n = {len(patient_table)})")
+    return figure
+
+
+def roc_figure(patient_table: pd.DataFrame) -> Figure:
+    """ROC of patient scores; with one class there is no curve, so say so instead of drawing one."""
+    truth = patient_table["tumor"].to_numpy(dtype=int)
+    score = patient_table["score"].to_numpy(dtype=float)
+    figure = Figure(figsize=FIGSIZE, layout="constrained")
+    axes = figure.add_subplot()
+    axes.plot([0, 1], [0, 1], linestyle=":", color="grey", label="Chance")
+    if truth.min() == truth.max():
+        only = CLASS_NAMES[truth[0]].lower() if truth.size else "no"
+        axes.text(0.5, 0.5, f"ROC undefined:\nonly {only} patients", ha="center", va="center")
+    else:
+        false_positive_rate, true_positive_rate, _ = roc_curve(truth, score)
+        auroc = roc_auc_score(truth, score)
+        axes.plot(
+            false_positive_rate,
+            true_positive_rate,
+            drawstyle="steps-post",
+            label=f"AUROC {auroc:.3f}",
+        )
+    axes.set_xlim(-0.02, 1.02)
+    axes.set_ylim(-0.02, 1.02)
+    axes.set_xlabel("1 - specificity")
+    axes.set_ylabel("Sensitivity")
+    axes.set_title("Patient-level ROC")
+    axes.legend(loc="lower right", fontsize="small")
+    return figure
+
+
+def score_strip_figure(patient_table: pd.DataFrame, threshold: float) -> Figure:
+    """One dot per patient by true class, so misses and false alarms are visible at a glance.
+
+    The horizontal jitter is seeded, so the same table always draws the same picture.
+    """
+    jitter = np.random.default_rng(0).uniform(-0.15, 0.15, size=len(patient_table))
+    truth = patient_table["tumor"].to_numpy(dtype=int)
+    score = patient_table["score"].to_numpy(dtype=float)
+    figure = Figure(figsize=FIGSIZE, layout="constrained")
+    axes = figure.add_subplot()
+    for label, (name, colour) in enumerate(zip(CLASS_NAMES, CLASS_COLOURS, strict=True)):
+        chosen = truth == label
+        axes.scatter(
+            label + jitter[chosen], score[chosen], color=colour, s=22, alpha=0.8, label=name
+        )
+    axes.axhline(threshold, color="black", linestyle="--", linewidth=1, label="Threshold")
+    axes.set_xticks([0, 1], labels=[f"Truly {name.lower()}" for name in CLASS_NAMES])
+    axes.set_xlim(-0.5, 1.5)
+    axes.set_ylabel("Patient score")
+    axes.set_title("Patient scores")
+    axes.legend(loc="best", fontsize="small")
+    return figure

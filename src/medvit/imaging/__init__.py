@@ -1,0 +1,1 @@
+"""Pure array and DICOM/NIfTI functions: decoding, windowing, resizing, the demo cohort."""

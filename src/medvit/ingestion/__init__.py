@@ -1,0 +1,1 @@
+"""Reading cohorts into the slice table and the memory-mappable pixel store; no Kedro."""

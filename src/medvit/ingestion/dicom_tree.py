@@ -1,0 +1,148 @@
+"""Reader for a DICOM tree of any nesting, with ground truth keyed by PatientID and SOPInstanceUID.
+
+Files are read in chunks in any order; grouping by SeriesInstanceUID and ordering along the slice
+normal happen later on the gathered records (`table.py`), because one series may be spread over
+many folders and chunks.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from medvit.imaging.dicom import DicomProblem, decode_dicom
+from medvit.ingestion.config import DicomSource
+from medvit.ingestion.pseudonym import Pseudonymiser
+from medvit.ingestion.units import Quarantined, UnitResult, check_annotations
+
+
+class SourceConfigError(ValueError):
+    """A configured file is missing or malformed: a setup mistake, so the run stops at once."""
+
+
+@dataclass(frozen=True)
+class DicomTruth:
+    """Ground truth loaded once in the parent and shipped to every worker at start-up."""
+
+    patients: dict[str, int] | None
+    boxes: dict[str, list[list[float]]]
+
+
+def read_csv(path: Path, required: list[str]) -> pd.DataFrame:
+    if not path.is_file():
+        raise SourceConfigError(f"{path}: file not found")
+    frame = pd.read_csv(path, dtype=str)
+    missing = [column for column in required if column not in frame.columns]
+    if missing:
+        raise SourceConfigError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
+    return frame
+
+
+def load_truth(source: DicomSource) -> DicomTruth:
+    patients = None
+    if source.patients_csv is not None:
+        frame = read_csv(source.patients_csv, ["patient_id", "tumor"])
+        patients = dict(zip(frame.patient_id.str.strip(), frame.tumor.astype(int), strict=True))
+    boxes: dict[str, list[list[float]]] = {}
+    if source.boxes_csv is not None:
+        frame = read_csv(source.boxes_csv, ["sop_instance_uid", "x1", "y1", "x2", "y2"])
+        coords = frame[["x1", "y1", "x2", "y2"]].astype(float).to_numpy().tolist()
+        for sop, box in zip(frame.sop_instance_uid.str.strip(), coords, strict=True):
+            boxes.setdefault(sop, []).append(box)
+    return DicomTruth(patients, boxes)
+
+
+def units(source: DicomSource, chunk_size: int) -> list[list[str]]:
+    if not source.root.is_dir():
+        raise SourceConfigError(f"{source.root}: DICOM root folder not found")
+    files = sorted(
+        str(Path(folder, name).relative_to(source.root))
+        for folder, _, names in os.walk(source.root)
+        for name in names
+        if not name.startswith(".")
+    )
+    return [files[i : i + chunk_size] for i in range(0, len(files), chunk_size)]
+
+
+def _mask(source: DicomSource, sop: str) -> np.ndarray | None:
+    if source.masks_dir is None:
+        return None
+    path = source.masks_dir / f"{sop}.png"
+    return cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None
+
+
+def process(
+    source: DicomSource, truth: DicomTruth, files: list[str], pseudo: Pseudonymiser, size: int
+) -> UnitResult:
+    result = UnitResult(size)
+    for relative in files:
+        try:
+            dicom = decode_dicom(source.root / relative, source.window)
+        except DicomProblem as problem:
+            result.reject(relative, problem.kind, str(problem))
+            continue
+        result.seen.update((dicom.sop_uid, dicom.patient_id))
+        if truth.patients is not None and dicom.patient_id not in truth.patients:
+            result.reject(relative, "unlabelled_patient", "PatientID not in patients_csv")
+            continue
+        boxes = truth.boxes.get(dicom.sop_uid, []) if dicom.frames.shape[0] == 1 else []
+        mask = _mask(source, dicom.sop_uid) if dicom.frames.shape[0] == 1 else None
+        problem = check_annotations(boxes, mask, *dicom.frames.shape[1:])
+        if problem:
+            result.reject(relative, "bad_annotation", problem)
+            continue
+        record = {
+            "source": source.name,
+            "path": relative,
+            "patient_id": pseudo("patient", dicom.patient_id),
+            "study_id": pseudo("study", dicom.study_uid),
+            "series_id": pseudo("series", dicom.series_uid),
+            "instance_number": dicom.instance_number,
+            "patient_tumor": None if truth.patients is None else truth.patients[dicom.patient_id],
+        }
+        for frame, (pixels, position) in enumerate(zip(dicom.frames, dicom.positions, strict=True)):
+            result.add_slice(
+                {
+                    **record,
+                    "frame": frame,
+                    "position": position,
+                    "instance_id": pseudo("instance", f"{dicom.sop_uid}/{frame}"),
+                },
+                pixels,
+                boxes,
+                mask,
+            )
+    return result
+
+
+def orphans(source: DicomSource, truth: DicomTruth, seen: set[str]) -> list[Quarantined]:
+    """Ground truth that points at nothing ingested: listed, never silently ignored."""
+    found = [
+        Quarantined(
+            str(source.boxes_csv),
+            "orphan_label",
+            f"box for SOPInstanceUID {sop} matches no ingested image",
+        )
+        for sop in sorted(set(truth.boxes) - seen)
+    ]
+    found += [
+        Quarantined(
+            str(source.patients_csv),
+            "orphan_label",
+            f"patient row {index} of patients_csv matches no ingested image",
+        )
+        for index, patient in enumerate(truth.patients or {})
+        if patient not in seen
+    ]
+    if source.masks_dir is not None and source.masks_dir.is_dir():
+        found += [
+            Quarantined(str(path), "orphan_label", "mask matches no ingested image")
+            for path in sorted(source.masks_dir.glob("*.png"))
+            if path.stem not in seen
+        ]
+    return found

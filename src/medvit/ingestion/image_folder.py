@@ -1,0 +1,145 @@
+"""Reader for an image folder with a manifest, YOLO label files and optional masks.
+
+This is how most public 2-D sets ship (the figshare and Br35H brain MRI sets among them). YOLO
+boxes are normalised centre/size; they are validated against the real image size before use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+from medvit.imaging.intensity import window_percentile
+from medvit.ingestion.config import ImageFolderSource
+from medvit.ingestion.dicom_tree import read_csv
+from medvit.ingestion.pseudonym import Pseudonymiser
+from medvit.ingestion.units import Rejected, UnitResult, check_annotations
+
+
+def units(source: ImageFolderSource, chunk_size: int) -> list[list[dict[str, Any]]]:
+    columns = [source.image_column] + [
+        column
+        for column in (
+            source.label_column,
+            source.mask_column,
+            source.tumor_column,
+            source.patient_column,
+            source.group_column,
+            source.tumor_type_column,
+        )
+        if column
+    ]
+    frame = read_csv(source.root / source.manifest, columns)
+    rows = [
+        {"_row": index + 2, **row}  # CSV line number, header being line 1
+        for index, row in enumerate(
+            frame.astype(object).where(frame.notna(), None).to_dict("records")
+        )
+    ]
+    return [rows[i : i + chunk_size] for i in range(0, len(rows), chunk_size)]
+
+
+def _read_grey(path: str) -> np.ndarray:
+    image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise Rejected("corrupt_image", "image file cannot be decoded")
+    if image.ndim == 3:
+        image = cv2.cvtColor(
+            image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+        )
+    return image if image.dtype == np.uint8 else window_percentile(image.astype(np.float32))
+
+
+def _yolo_boxes(text: str, rows: int, cols: int) -> list[list[float]]:
+    boxes = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            _, cx, cy, w, h = (float(value) for value in fields)
+        except ValueError as error:
+            raise Rejected("bad_label", f"label line {number} is not 'class cx cy w h'") from error
+        boxes.append(
+            [(cx - w / 2) * cols, (cy - h / 2) * rows, (cx + w / 2) * cols, (cy + h / 2) * rows]
+        )
+    return boxes
+
+
+def _unit_id(source: ImageFolderSource, row: dict[str, Any]) -> tuple[str, str | None]:
+    """Raw patient key and group value: the patient id, else the group, else the image itself."""
+    if source.patient_column:
+        return str(row[source.patient_column]), None
+    if source.group_column:
+        group = str(row[source.group_column])
+        return f"{source.name}/{source.group_column}={group}", group
+    return f"{source.name}/{row[source.image_column]}", None
+
+
+def _slice(
+    source: ImageFolderSource, row: dict[str, Any], result: UnitResult, pseudo: Pseudonymiser
+) -> None:
+    image_path = source.root / str(row[source.image_column])
+    if not image_path.is_file():
+        raise Rejected(
+            "missing_image", f"manifest line {row['_row']} names an image that does not exist"
+        )
+    image = _read_grey(str(image_path))
+    rows, cols = image.shape
+    boxes: list[list[float]] = []
+    if source.label_column and row[source.label_column]:
+        label_path = source.root / str(row[source.label_column])
+        if not label_path.is_file():
+            raise Rejected("missing_label", f"label file {row[source.label_column]} does not exist")
+        boxes = _yolo_boxes(label_path.read_text(), rows, cols)
+    mask = None
+    if source.mask_column and row[source.mask_column]:
+        mask = cv2.imread(str(source.root / str(row[source.mask_column])), cv2.IMREAD_GRAYSCALE)
+        if mask is None:
+            raise Rejected(
+                "missing_mask", f"mask {row[source.mask_column]} is missing or unreadable"
+            )
+    problem = check_annotations(boxes, mask, rows, cols)
+    if problem:
+        raise Rejected("bad_annotation", problem)
+    raw_patient, group = _unit_id(source, row)
+    patient_id = pseudo("patient", raw_patient)
+    tumor = row.get(source.tumor_column) if source.tumor_column else None
+    result.add_slice(
+        {
+            "source": source.name,
+            "path": str(row[source.image_column]),
+            "patient_id": patient_id,
+            "study_id": pseudo("study", raw_patient),
+            "series_id": pseudo("series", raw_patient),
+            "instance_id": pseudo("instance", f"{source.name}/{row[source.image_column]}"),
+            "instance_number": row["_row"],
+            "frame": 0,
+            "position": None,
+            "tumor": int(float(tumor)) if tumor is not None else 0,
+            "group": group,
+            "tumor_type": row.get(source.tumor_type_column) if source.tumor_type_column else None,
+        },
+        image,
+        boxes,
+        mask,
+    )
+
+
+def process(
+    source: ImageFolderSource, _: None, rows: list[dict[str, Any]], pseudo: Pseudonymiser, size: int
+) -> UnitResult:
+    result = UnitResult(size)
+    for row in rows:
+        try:
+            _slice(source, row, result, pseudo)
+        except Rejected as rejected:
+            path = str(row[source.image_column])
+            result.reject(path, rejected.kind, str(rejected))
+        except (ValueError, OSError, cv2.error) as error:
+            result.reject(
+                str(row[source.image_column]), "corrupt_image", f"{type(error).__name__}: {error}"
+            )
+    return result

@@ -1,0 +1,101 @@
+"""Reader for NIfTI volumes with mask volumes, one volume per unit of work.
+
+Volumes are brought to the closest canonical (RAS+) orientation so the third axis always runs
+inferior to superior, whatever the scanner wrote; boxes are derived from the mask's connected
+components in each axial slice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from medvit.imaging.intensity import window_percentile
+from medvit.ingestion.config import NiftiSource
+from medvit.ingestion.dicom_tree import read_csv
+from medvit.ingestion.pseudonym import Pseudonymiser
+from medvit.ingestion.units import Rejected, UnitResult, mask_boxes
+
+
+def units(source: NiftiSource, chunk_size: int) -> list[list[dict[str, Any]]]:
+    frame = read_csv(source.root / source.manifest, ["image", "patient_id"])
+    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return [[row] for row in rows]
+
+
+def _volume(path: str) -> np.ndarray:
+    try:
+        image = nib.as_closest_canonical(nib.load(path))
+        data = np.asarray(image.dataobj, dtype=np.float32)
+    except (OSError, ValueError, EOFError, nib.filebasedimages.ImageFileError) as error:
+        raise Rejected(
+            "corrupt_image", f"unreadable NIfTI ({type(error).__name__}: {error})"
+        ) from error
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise Rejected("unsupported", f"{data.ndim}-D image; only 3-D volumes are supported")
+    return data
+
+
+def _axial(volume: np.ndarray, z: int) -> np.ndarray:
+    """Radiological display of an RAS+ slice: anterior at the top."""
+    return np.ascontiguousarray(np.rot90(volume[:, :, z]))
+
+
+def _ingest_volume(
+    source: NiftiSource, row: dict[str, Any], result: UnitResult, pseudo: Pseudonymiser
+) -> None:
+    image_path = source.root / str(row["image"])
+    if not image_path.is_file():
+        raise Rejected("missing_image", "manifest names a volume that does not exist")
+    volume = _volume(str(image_path))
+    mask = None
+    if row.get("mask"):
+        mask_path = source.root / str(row["mask"])
+        if not mask_path.is_file():
+            raise Rejected("missing_mask", f"mask volume {row['mask']} does not exist")
+        mask = _volume(str(mask_path))
+        if mask.shape != volume.shape:
+            raise Rejected(
+                "bad_annotation", f"mask shape {mask.shape} != image shape {volume.shape}"
+            )
+    windowed = window_percentile(volume, *source.percentiles)
+    raw_patient = str(row["patient_id"])
+    record = {
+        "source": source.name,
+        "path": str(row["image"]),
+        "patient_id": pseudo("patient", raw_patient),
+        "study_id": pseudo("study", f"{raw_patient}/{row['image']}"),
+        "series_id": pseudo("series", f"{raw_patient}/{row['image']}"),
+        "instance_number": None,
+        "patient_tumor": int(float(row["tumor"])) if row.get("tumor") is not None else None,
+    }
+    for z in range(volume.shape[2]):
+        mask_slice = _axial(mask, z) if mask is not None else None
+        has_tumor = mask_slice is not None and bool(mask_slice.any())
+        result.add_slice(
+            {
+                **record,
+                "frame": z,
+                "position": float(z),
+                "instance_id": pseudo("instance", f"{row['image']}/{z}"),
+            },
+            _axial(windowed, z),
+            mask_boxes(mask_slice) if has_tumor else [],
+            mask_slice if has_tumor else None,
+        )
+
+
+def process(
+    source: NiftiSource, _: None, rows: list[dict[str, Any]], pseudo: Pseudonymiser, size: int
+) -> UnitResult:
+    result = UnitResult(size)
+    for row in rows:
+        try:
+            _ingest_volume(source, row, result, pseudo)
+        except Rejected as rejected:
+            result.reject(str(row["image"]), rejected.kind, str(rejected))
+    return result

@@ -1,0 +1,121 @@
+"""From gathered per-slice records to the slice table analysts rely on.
+
+Series-level checks (mixed sizes, slice order) need every slice of a series, which only exist
+together after the parallel read, so they live here rather than in the readers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+SLICE_COLUMNS = [
+    "patient_id",
+    "study_id",
+    "series_id",
+    "slice_index",
+    "tumor",
+    "boxes",
+    "mask_ref",
+    "image_ref",
+    "source",
+    "patient_tumor",
+    "instance_id",
+    "group",
+    "tumor_type",
+]
+
+
+class IngestionError(RuntimeError):
+    """The cohort as a whole is unusable: too much was quarantined, or nothing was left."""
+
+
+def _mixed_sizes(records: pd.DataFrame) -> pd.Series:
+    """Slices whose source size differs from their series' most common size."""
+    size = records["rows"].astype(str) + "x" + records["cols"].astype(str)
+    usual = size.groupby(records["series_id"]).transform(lambda s: s.value_counts().index[0])
+    return size != usual
+
+
+def _order(records: pd.DataFrame) -> pd.Series:
+    """Slice index along the normal; InstanceNumber (then frame) where any position is missing."""
+    by_series = records.groupby("series_id", sort=False)
+    has_positions = by_series["position"].transform(lambda p: p.notna().all())
+    key = np.where(
+        has_positions,
+        records["position"],
+        records["instance_number"].astype(float).fillna(0) * 1e6 + records["frame"],
+    )
+    keyed = records.assign(_key=key)
+    return keyed.groupby("series_id")["_key"].rank(method="first").astype(int) - 1
+
+
+def build_slice_table(
+    records: pd.DataFrame, quarantine: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return the slice table and the full quarantine report (readers' plus series-level)."""
+    mixed = _mixed_sizes(records) if len(records) else pd.Series(False, index=records.index)
+    rejected = records[mixed].assign(
+        kind="mixed_sizes",
+        reason=lambda r: (
+            "size "
+            + r["rows"].astype(str)
+            + "x"
+            + r["cols"].astype(str)
+            + " differs from the rest of its series"
+        ),
+    )
+    kept = records[~mixed].copy()
+    kept["slice_index"] = _order(kept) if len(kept) else pd.Series(dtype=int)
+    derived = kept.groupby("patient_id")["tumor"].transform("max")
+    kept["patient_tumor"] = kept["patient_tumor"].fillna(derived).astype(int)
+    table = (
+        kept[SLICE_COLUMNS]
+        .sort_values(["patient_id", "series_id", "slice_index"])
+        .reset_index(drop=True)
+    )
+    report = pd.concat(
+        [quarantine, rejected[["path", "kind", "reason"]].drop_duplicates()], ignore_index=True
+    )
+    return table, report
+
+
+def check_bad_fraction(
+    records: pd.DataFrame, report: pd.DataFrame, max_bad_fraction: float, report_path: str
+) -> None:
+    """Fail when more than the tolerated share of inputs (files, manifest rows) was unusable."""
+    bad = report["path"].nunique()
+    used = records.loc[~records["path"].isin(report["path"]), "path"].nunique()
+    if used == 0:
+        raise IngestionError(
+            f"no usable slice was ingested; every input is listed in {report_path}"
+        )
+    total = bad + used
+    if bad / total > max_bad_fraction:
+        raise IngestionError(
+            f"{bad} of {total} inputs ({bad / total:.1%}) were quarantined, above "
+            f"max_bad_fraction={max_bad_fraction}; reasons are listed in {report_path}"
+        )
+
+
+def fingerprint(table: pd.DataFrame) -> str:
+    """Content hash of the slice table: tags a run with exactly which cohort it saw."""
+    hashed = pd.util.hash_pandas_object(table.astype(str), index=False).to_numpy()
+    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+
+
+def ingestion_counts(table: pd.DataFrame, report: pd.DataFrame) -> dict[str, float]:
+    patients = table.groupby("patient_id")["patient_tumor"].first()
+    counts = {
+        "ingest/slices": len(table),
+        "ingest/tumor_slices": int(table["tumor"].sum()),
+        "ingest/patients": len(patients),
+        "ingest/tumor_patients": int(patients.sum()),
+        "ingest/series": table["series_id"].nunique(),
+        "ingest/quarantined": len(report),
+    }
+    for kind, count in report["kind"].value_counts().items():
+        counts[f"ingest/quarantined/{kind}"] = int(count)
+    return counts

@@ -1,0 +1,101 @@
+"""What a worker sends back for one unit of work, and the per-slice steps every reader shares.
+
+A unit (a chunk of files, manifest rows or one volume) comes back already reduced to 8-bit
+stored-size pixels, so the parent process only appends bytes to the store: memory stays flat and
+the expensive decode runs in parallel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from medvit.imaging.intensity import Letterbox, box_problem, clip_box, to_uint8
+
+
+class Rejected(Exception):
+    """One input that cannot become slices; `kind` groups reasons for counting."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+
+
+@dataclass
+class Quarantined:
+    path: str
+    kind: str
+    reason: str
+
+
+@dataclass
+class UnitResult:
+    """Slices of one unit: `records[i]` describes `images[i]`; `mask_slot` indexes `masks`."""
+
+    size: int
+    records: list[dict[str, Any]] = field(default_factory=list)
+    images: list[np.ndarray] = field(default_factory=list)
+    masks: list[np.ndarray] = field(default_factory=list)
+    quarantine: list[Quarantined] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)  # raw keys, kept in memory only (orphan labels)
+
+    def reject(self, path: str, kind: str, reason: str) -> None:
+        self.quarantine.append(Quarantined(path, kind, reason))
+
+    def add_slice(
+        self,
+        record: dict[str, Any],
+        image: np.ndarray,
+        boxes: list[list[float]],
+        mask: np.ndarray | None,
+    ) -> None:
+        """Letterbox one source image (float in [0,1] or uint8) with its boxes and mask.
+
+        The caller has already validated boxes and mask against the source image size.
+        """
+        rows, cols = image.shape
+        box = Letterbox(rows, cols, self.size)
+        pixels = image if image.dtype == np.uint8 else to_uint8(image)
+        self.images.append(box.image(pixels))
+        mask_slot = None
+        if mask is not None:
+            mask_slot = len(self.masks)
+            self.masks.append(box.image((mask > 0).astype(np.uint8) * 255, nearest=True))
+        stored_boxes = box.boxes([clip_box(b, rows, cols) for b in boxes])
+        self.records.append(
+            {
+                **record,
+                "rows": rows,
+                "cols": cols,
+                "boxes": stored_boxes,
+                "mask_slot": mask_slot,
+                "tumor": int(record.get("tumor") or bool(boxes) or mask_slot is not None),
+            }
+        )
+
+
+def check_annotations(
+    boxes: list[list[float]], mask: np.ndarray | None, rows: int, cols: int
+) -> str | None:
+    """Why a slice's ground truth cannot be trusted, or None."""
+    for box in boxes:
+        problem = box_problem(box, rows, cols)
+        if problem:
+            return problem
+    if mask is not None and mask.shape != (rows, cols):
+        return f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is {cols}x{rows}"
+    return None
+
+
+def mask_boxes(mask: np.ndarray) -> list[list[float]]:
+    """One box per connected component: volumes ship masks, detectors need boxes."""
+    from scipy import ndimage
+
+    labelled, _ = ndimage.label(mask > 0)
+    return [
+        [float(s[1].start), float(s[0].start), float(s[1].stop), float(s[0].stop)]
+        for s in ndimage.find_objects(labelled)
+        if s is not None
+    ]

@@ -1,0 +1,1 @@
+"""One folder per Kedro pipeline: pipeline.py wires, nodes.py holds thin functions."""

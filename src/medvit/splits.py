@@ -1,0 +1,402 @@
+"""Patient-level train/val/test splits with controlled anomaly ratios; no Kedro.
+
+Slices of one patient are strongly correlated, so every split is drawn over patients (or over
+whatever grouping unit stands in for them when a dataset has no patient ids): a patient's slices
+never sit on both sides of an evaluation. Held-out splits are built at a fixed normal : tumour
+ratio because detection metrics (precision, AUPRC) depend on prevalence; a fixed ratio makes runs
+on different cohorts comparable and keeps the evaluation honest about rare anomalies.
+
+Policy (the reference for analysts; every step is deterministic given `seed`):
+
+1. Fixed assignment. If `fixed` is set, units whose `fixed.column` value is listed under
+   `fixed.test` / `fixed.val` go to that split first. Values are compared as strings, with
+   integral floats written as integers (so 4, "4" and 4.0 match: a fold column read back as float
+   because of a missing value still works). A split filled this way keeps its natural prevalence
+   and is not drawn again; the remaining held-out splits are drawn from the other units.
+2. Held-out drawing. Test is drawn before val, both stratified by patient label with one seeded
+   numpy Generator over the units sorted by patient_id.
+
+   * With a `ratio` (default 9 normal : 1 tumour): the split gets `tumor_patients` tumour
+     patients, or round(`tumor_fraction` x all tumour patients of the cohort), at least 1; then
+     normal = tumour x ratio.normal / ratio.tumor. When that is not an integer it is rounded to
+     the nearest integer, halves up (1 tumour at 2:3 gives 1 normal), so the realised ratio is
+     exact whenever the request allows it.
+   * With `ratio: null` (natural prevalence): round(`fraction` x all tumour patients) tumour and
+     round(`fraction` x all normal patients) normal patients, i.e. `fraction` of the cohort drawn
+     stratified.
+
+   Fractions always refer to the whole input cohort, so a value means the same thing with or
+   without `fixed`. Patients are drawn at random from those not yet assigned.
+3. Failing loudly. `SplitError` (a ValueError) with the numbers involved is raised when a
+   held-out split would get no tumour or no normal patient (no metric is defined on one class),
+   when not enough tumour or normal patients remain to meet a request, and when train would end
+   up empty or with one class only. Nothing is silently shrunk.
+4. Train gets every unit left. With `train_ratio`, the class in excess of that ratio is
+   subsampled at random (the kept count rounded half up as in step 2); the excess goes to
+   "unused", so every input unit appears in the output exactly once.
+5. Cross-validation. With `cross_validation`, the train pool of step 4 is dealt into `n_folds`
+   stratified, patient-disjoint folds (each class shuffled and dealt round-robin, so fold sizes
+   differ by at most one per class); `cv_fold` is set on every row of that pool. Fold
+   `cross_validation.fold` becomes val and the others stay train; the `val` drawing of step 2 is
+   skipped (the `val` settings are ignored, and `fixed.val` is rejected). Every fold must hold
+   both classes.
+6. Reproducibility. Same seed and same units, in any row order, give the same output: units are
+   sorted by patient_id before any draw, and draws happen in a fixed order (test, val, train
+   subsampling, folds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Self
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+
+SPLITS = ("train", "val", "test", "unused")
+_CLASS_NAMES = {1: "tumour", 0: "normal"}
+
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+class SplitError(ValueError):
+    """A cohort cannot be split as configured; the message carries the counts involved."""
+
+
+class Ratio(BaseModel):
+    """Normal : tumour patients, e.g. 9 : 1."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    normal: PositiveInt = 9
+    tumor: PositiveInt = 1
+
+    def __str__(self) -> str:
+        return f"{self.normal}:{self.tumor}"
+
+
+class HeldOutSplit(BaseModel):
+    """How many patients val or test gets: a tumour count at a ratio, or a natural fraction."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tumor_patients: PositiveInt | None = None
+    tumor_fraction: Fraction | None = None
+    ratio: Ratio | None = Field(default_factory=Ratio)
+    fraction: Fraction | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_size(self) -> Self:
+        by_count = self.tumor_patients is not None or self.tumor_fraction is not None
+        if self.ratio is None:
+            if by_count:
+                raise ValueError(
+                    "tumor_patients / tumor_fraction need a ratio; with ratio: null use fraction"
+                )
+            if self.fraction is None:
+                raise ValueError("ratio: null (natural prevalence) needs fraction")
+            return self
+        if self.fraction is not None:
+            raise ValueError(
+                "fraction is used only with ratio: null; with a ratio use "
+                "tumor_patients or tumor_fraction"
+            )
+        if (self.tumor_patients is None) == (self.tumor_fraction is None):
+            raise ValueError("with a ratio set exactly one of tumor_patients / tumor_fraction")
+        return self
+
+
+class FixedAssignment(BaseModel):
+    """Author-given held-out units, e.g. {column: fold, test: [4]}."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: str
+    test: list[str | int] = []
+    val: list[str | int] = []
+
+    @model_validator(mode="after")
+    def _distinct_values(self) -> Self:
+        if not self.test and not self.val:
+            raise ValueError("fixed lists no values for test or val")
+        shared = {_as_key(v) for v in self.test} & {_as_key(v) for v in self.val}
+        if shared:
+            raise ValueError(f"fixed values {sorted(shared)} are listed for both test and val")
+        return self
+
+
+class CrossValidation(BaseModel):
+    """Which of n_folds stratified train folds serves as val."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_folds: Annotated[int, Field(ge=2)]
+    fold: Annotated[int, Field(ge=0)]
+
+    @model_validator(mode="after")
+    def _fold_in_range(self) -> Self:
+        if self.fold >= self.n_folds:
+            raise ValueError(f"fold must be in [0, {self.n_folds}), got {self.fold}")
+        return self
+
+
+class SplitParams(BaseModel):
+    """The `params:` block Kedro hands to `make_splits`; unknown keys are errors, not no-ops."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = 42
+    test: HeldOutSplit = Field(default_factory=lambda: HeldOutSplit(tumor_patients=3))
+    val: HeldOutSplit = Field(default_factory=lambda: HeldOutSplit(tumor_patients=2))
+    train_ratio: Ratio | None = None
+    fixed: FixedAssignment | None = None
+    cross_validation: CrossValidation | None = None
+
+    @model_validator(mode="after")
+    def _one_source_of_val(self) -> Self:
+        if self.cross_validation is not None and self.fixed is not None and self.fixed.val:
+            raise ValueError("cross_validation chooses val from the train folds; drop fixed.val")
+        return self
+
+
+@dataclass(frozen=True)
+class _Request:
+    """Patients a held-out split needs per label, and why, for the shortage message."""
+
+    split: str
+    counts: dict[int, int]
+    reasons: dict[int, str]
+
+
+def make_splits(units: pd.DataFrame, params: SplitParams) -> pd.DataFrame:
+    """Assign every unit to train, val, test or unused following the module policy."""
+    fixed = params.fixed
+    labels = _clean_units(units, fixed.column if fixed else None)
+    tumor = labels["tumor"]
+    split = pd.Series(None, index=tumor.index, dtype=object)
+    rng = np.random.default_rng(params.seed)
+
+    fixed_names = _assign_fixed(labels, fixed, split) if fixed else set()
+    drawn = {"test": params.test, "val": params.val}
+    if params.cross_validation is not None:
+        del drawn["val"]
+    for name, spec in drawn.items():
+        if name not in fixed_names:
+            request = _held_out_request(name, spec, tumor)
+            split[_draw(request, tumor[split.isna()], rng)] = name
+
+    split[split.isna()] = "train"
+    if params.train_ratio is not None:
+        split[_excess(tumor[split == "train"], params.train_ratio, rng)] = "unused"
+    _require_both_classes("train", tumor[split == "train"])
+
+    cv_fold = pd.Series(pd.NA, index=tumor.index, dtype="Int64")
+    if params.cross_validation is not None:
+        folds = _deal_folds(tumor[split == "train"], params.cross_validation.n_folds, rng)
+        cv_fold[folds.index] = folds
+        split[folds.index[folds == params.cross_validation.fold]] = "val"
+
+    table = pd.DataFrame(
+        {
+            "patient_id": tumor.index,
+            "split": split.to_numpy(),
+            "tumor": tumor.to_numpy(),
+            "cv_fold": cv_fold.array,
+        }
+    )
+    return table.sort_values(["split", "patient_id"], ignore_index=True)
+
+
+def split_counts(splits: pd.DataFrame) -> dict[str, int]:
+    """Realised patients per split and class, with zeros for absent splits so metric keys are
+    stable across runs."""
+    counts: dict[str, int] = {}
+    for name in SPLITS:
+        tumor = splits.loc[splits["split"] == name, "tumor"]
+        counts[f"{name}/patients"] = len(tumor)
+        counts[f"{name}/tumor"] = int(tumor.sum())
+        counts[f"{name}/normal"] = len(tumor) - int(tumor.sum())
+    return counts
+
+
+def check_disjoint(splits: pd.DataFrame, slices: pd.DataFrame) -> None:
+    """Guard against the leak that would invalidate every metric: one patient in two splits.
+
+    `slices` is a slice table with `patient_id` and, once the pipeline has joined it to the
+    splits, a `split` column; both tables must agree on a single split per patient, and slices of
+    patients missing from `splits` are reported because a join would drop them silently.
+    """
+    split_ids = splits["patient_id"].astype(str)
+    slice_ids = slices["patient_id"].astype(str)
+    unknown = sorted(set(slice_ids) - set(split_ids))
+    if unknown:
+        raise SplitError(
+            f"{len(unknown)} patient(s) in the slice table have no split, e.g. {unknown[:5]}"
+        )
+    assignments = [pd.DataFrame({"patient_id": split_ids, "split": splits["split"]})]
+    if "split" in slices:
+        assignments.append(pd.DataFrame({"patient_id": slice_ids, "split": slices["split"]}))
+    per_patient = pd.concat(assignments).groupby("patient_id")["split"].unique()
+    leaks = per_patient[per_patient.map(len) > 1]
+    if len(leaks):
+        examples = {pid: sorted(names) for pid, names in leaks.head(5).items()}
+        raise SplitError(f"{len(leaks)} patient(s) appear in more than one split: {examples}")
+
+
+def _clean_units(units: pd.DataFrame, fixed_column: str | None) -> pd.DataFrame:
+    """Validated labels indexed by patient_id in sorted order, the basis of reproducible draws."""
+    missing = [c for c in ("patient_id", "tumor") if c not in units]
+    if missing:
+        raise SplitError(f"units lack required column(s) {missing}")
+    if fixed_column is not None and fixed_column not in units:
+        raise SplitError(
+            f"fixed.column {fixed_column!r} is not a column of units ({list(units.columns)})"
+        )
+    if units["patient_id"].isna().any():
+        raise SplitError(f"{int(units['patient_id'].isna().sum())} unit(s) have no patient_id")
+    ids = units["patient_id"].astype(str)
+    duplicated = sorted(set(ids[ids.duplicated()]))
+    if duplicated:
+        raise SplitError(f"{len(duplicated)} duplicate patient_id(s), e.g. {duplicated[:5]}")
+    valid = units["tumor"].notna() & units["tumor"].isin([0, 1])
+    if not valid.all():
+        bad = sorted({str(v) for v in units.loc[~valid, "tumor"]})
+        raise SplitError(f"tumor must be 0 or 1; found {bad[:5]} in {int((~valid).sum())} unit(s)")
+    columns = {"tumor": units["tumor"].astype(int).to_numpy()}
+    if fixed_column is not None:
+        columns["fixed"] = units[fixed_column].map(_as_key).to_numpy()
+    return pd.DataFrame(columns, index=pd.Index(ids.to_numpy(), name="patient_id")).sort_index()
+
+
+def _as_key(value: object) -> str:
+    """String form for fixed-assignment matching, treating 4.0 as 4."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _assign_fixed(labels: pd.DataFrame, fixed: FixedAssignment, split: pd.Series) -> set[str]:
+    """Place author-given units; returns the splits they filled so those are not drawn again."""
+    filled = set()
+    for name, values in (("test", fixed.test), ("val", fixed.val)):
+        if not values:
+            continue
+        members = labels.index[labels["fixed"].isin({_as_key(v) for v in values})]
+        if members.empty:
+            present = sorted(labels["fixed"].unique())
+            raise SplitError(
+                f"fixed.{name} values {values} match no unit in column {fixed.column!r} "
+                f"(values present: {present[:10]})"
+            )
+        _require_both_classes(name, labels.loc[members, "tumor"])
+        split[members] = name
+        filled.add(name)
+    return filled
+
+
+def _held_out_request(name: str, spec: HeldOutSplit, tumor: pd.Series) -> _Request:
+    """Translate a HeldOutSplit into patient counts against the whole cohort."""
+    n_tumor = int(tumor.sum())
+    n_normal = len(tumor) - n_tumor
+    if spec.ratio is None:
+        fraction = spec.fraction
+        counts = {1: _round_half_up(fraction * n_tumor), 0: _round_half_up(fraction * n_normal)}
+        reasons = {
+            1: f" (fraction {fraction} of {n_tumor})",
+            0: f" (fraction {fraction} of {n_normal})",
+        }
+        for label, count in counts.items():
+            if count == 0:
+                raise SplitError(
+                    f"{name} would get no {_CLASS_NAMES[label]} patient: "
+                    f"fraction {fraction} of {n_tumor if label else n_normal} rounds to 0"
+                )
+        return _Request(name, counts, reasons)
+
+    ratio = spec.ratio
+    if spec.tumor_patients is not None:
+        tumour, tumour_reason = spec.tumor_patients, ""
+    else:
+        tumour = max(1, _round_half_up(spec.tumor_fraction * n_tumor))
+        tumour_reason = f" (tumor_fraction {spec.tumor_fraction} of {n_tumor})"
+    normal = _scale(tumour, ratio.normal, ratio.tumor)
+    if normal == 0:
+        raise SplitError(
+            f"{name} would get no normal patient: {tumour} tumour patient(s) at {ratio} "
+            f"round to 0 normal patients"
+        )
+    return _Request(
+        name,
+        {1: tumour, 0: normal},
+        {1: tumour_reason, 0: f" at {ratio} for {tumour} tumour patients"},
+    )
+
+
+def _draw(request: _Request, available: pd.Series, rng: np.random.Generator) -> list[str]:
+    """Pick the requested patients per label at random from the unassigned ones."""
+    chosen: list[str] = []
+    for label in (1, 0):
+        pool = available.index[available == label].to_numpy()
+        need = request.counts[label]
+        if need > len(pool):
+            kind = _CLASS_NAMES[label]
+            raise SplitError(
+                f"{request.split} needs {need} {kind} patients{request.reasons[label]}, "
+                f"but only {len(pool)} {kind} patients remain"
+            )
+        chosen.extend(str(pid) for pid in rng.choice(pool, size=need, replace=False))
+    return chosen
+
+
+def _excess(train: pd.Series, ratio: Ratio, rng: np.random.Generator) -> list[str]:
+    """Patients of the over-represented class to drop so train matches `ratio`."""
+    n_tumor = int(train.sum())
+    n_normal = len(train) - n_tumor
+    parts = {1: ratio.tumor, 0: ratio.normal}
+    if n_normal * ratio.tumor > n_tumor * ratio.normal:
+        majority, minority_count = 0, n_tumor
+    elif n_normal * ratio.tumor < n_tumor * ratio.normal:
+        majority, minority_count = 1, n_normal
+    else:
+        return []
+    keep = _scale(minority_count, parts[majority], parts[1 - majority])
+    pool = train.index[train == majority].to_numpy()
+    excess = max(len(pool) - keep, 0)
+    return [str(pid) for pid in rng.choice(pool, size=excess, replace=False)]
+
+
+def _deal_folds(train: pd.Series, n_folds: int, rng: np.random.Generator) -> pd.Series:
+    """Stratified folds: each class shuffled, then all patients dealt round-robin in turn."""
+    for label, kind in _CLASS_NAMES.items():
+        count = int((train == label).sum())
+        if count < n_folds:
+            raise SplitError(
+                f"cross_validation with {n_folds} folds needs at least {n_folds} {kind} "
+                f"patients in the train pool so every fold has one, but it has {count}"
+            )
+    order = np.concatenate(
+        [rng.permutation(train.index[train == label].to_numpy()) for label in (1, 0)]
+    )
+    return pd.Series(np.arange(len(order)) % n_folds, index=order.astype(str))
+
+
+def _require_both_classes(name: str, tumor: pd.Series) -> None:
+    if tumor.empty:
+        raise SplitError(f"{name} would be empty")
+    n_tumor = int(tumor.sum())
+    n_normal = len(tumor) - n_tumor
+    for count, kind in ((n_tumor, "tumour"), (n_normal, "normal")):
+        if count == 0:
+            raise SplitError(
+                f"{name} would get no {kind} patient ({n_tumor} tumour, {n_normal} normal)"
+            )
+
+
+def _scale(count: int, numerator: int, denominator: int) -> int:
+    """count x numerator / denominator rounded half up, in integers so 9:1 is never off by one."""
+    return (2 * count * numerator + denominator) // (2 * denominator)
+
+
+def _round_half_up(value: float) -> int:
+    return int(np.floor(value + 0.5))
