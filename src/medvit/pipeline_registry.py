@@ -3,8 +3,12 @@
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
+DEFAULT = "data_preparation"
+
 
 def register_pipelines() -> dict[str, Pipeline]:
+    """Kedro >= 1.5 loads only the requested pipeline's package, so the default may be absent."""
     pipelines = find_pipelines()
-    pipelines["__default__"] = pipelines["data_preparation"]
+    if DEFAULT in pipelines:
+        pipelines["__default__"] = pipelines[DEFAULT]
     return pipelines

@@ -1,7 +1,7 @@
 """Parallel, streaming ingestion: units go to worker processes, results come back in order.
 
 Decoding (pydicom, JPEG, resampling) is CPU-bound, so it runs in processes, one per core by
-default. `imap` keeps the input order, which makes the pixel store byte-identical run to run,
+default. `map` keeps the input order, which makes the pixel store byte-identical run to run,
 and hands each result to the caller as soon as it is ready, so the parent never holds more than
 a few units: memory stays flat however large the cohort.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,8 +78,10 @@ def stream_units(
         results: Iterator[UnitResult] = map(_run_unit, tasks)
         yield from _tracked(results, seen, progress)
     else:
-        with _context().Pool(workers, initializer=_init_worker, initargs=init_args) as pool:
-            yield from _tracked(pool.imap(_run_unit, tasks), seen, progress)
+        # An executor, not a Pool: a worker that dies raises BrokenProcessPool instead of being
+        # respawned forever.
+        with ProcessPoolExecutor(workers, _context(), _init_worker, init_args) as pool:
+            yield from _tracked(pool.map(_run_unit, tasks), seen, progress)
     progress.close()
     tail = UnitResult(params.image_size)
     for source, truth in zip(sources, truths, strict=True):

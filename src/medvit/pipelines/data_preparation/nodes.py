@@ -74,4 +74,4 @@ def patient_units(slices: pd.DataFrame) -> pd.DataFrame:
 def split_patients(slices: pd.DataFrame, params: SplitParams) -> tuple[pd.DataFrame, dict]:
     splits = make_splits(patient_units(slices), params)
     check_disjoint(splits, slices)
-    return splits, metric_items(split_counts(splits))
+    return splits, metric_items({f"split/{k}": v for k, v in split_counts(splits).items()})
