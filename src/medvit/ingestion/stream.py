@@ -14,6 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 from tqdm.auto import tqdm
 
 from medvit.ingestion import dicom_tree, image_folder, nifti
@@ -42,6 +43,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(sources: list[ConcreteSource], truths: list[Any], key: str, size: int) -> None:
+    cv2.setNumThreads(1)  # one process per core already: OpenCV's own threads would oversubscribe
     _WORKER.update(sources=sources, truths=truths, pseudo=Pseudonymiser(key), size=size)
 
 
@@ -54,9 +56,15 @@ def _run_unit(task: tuple[int, Any]) -> UnitResult:
 
 
 def _context() -> multiprocessing.context.BaseContext:
-    """forkserver where it exists: cheap start-up without inheriting the parent's threads."""
+    """fork where it exists: workers start in milliseconds with every module already imported.
+
+    forkserver/spawn re-import pydicom, OpenCV and pandas in each worker (about a second each),
+    which on a 2-core laptop costs more than a small cohort's whole decode (measured in
+    benchmarks/ingestion.py). Workers only decode files and touch no lock of the parent's
+    threads; OpenCV's pool is reset to one thread in each worker.
+    """
     methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
 def stream_units(
