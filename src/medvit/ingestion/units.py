@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from medvit.imaging.intensity import Letterbox, box_problem, clip_box, to_uint8
 
@@ -91,8 +92,6 @@ def check_annotations(
 
 def mask_boxes(mask: np.ndarray) -> list[list[float]]:
     """One box per connected component: volumes ship masks, detectors need boxes."""
-    from scipy import ndimage
-
     labelled, _ = ndimage.label(mask > 0)
     return [
         [float(s[1].start), float(s[0].start), float(s[1].stop), float(s[0].stop)]
