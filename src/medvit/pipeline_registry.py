@@ -3,7 +3,7 @@
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-DEFAULT = "data_preparation"
+DEFAULT = "brain_tumor"
 
 
 def register_pipelines() -> dict[str, Pipeline]:

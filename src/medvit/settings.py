@@ -14,4 +14,7 @@ CONFIG_LOADER_ARGS = {
     # `${oc.env:MLFLOW_TRACKING_URI,sqlite:///mlflow.db}` in mlflow.yml lets a cluster job point at
     # its tracking server without a conf/local file.
     "custom_resolvers": {"oc.env": oc.env},
+    # conf/local or --env=gpu override only the keys they name (e.g. `detection.train.epochs`)
+    # instead of replacing a whole top-level block.
+    "merge_strategy": {"parameters": "soft"},
 }

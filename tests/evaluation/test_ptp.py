@@ -187,14 +187,25 @@ def test_choose_threshold_objectives_and_highest_tie():
             "n4": (0, [0.1]),
         }
     )
-    # Youden: 0.9 -> 1/3, 0.7 -> 2/3 - 1/4, 0.4 -> 1 - 1/4 (best).
-    assert choose_threshold(slices, labels, MAX, "youden") == 0.4
-    assert choose_threshold(slices, labels, MAX, "f1") == 0.4
-    assert choose_threshold(slices, labels, MAX, "sensitivity", target_sensitivity=0.6) == 0.7
-    assert choose_threshold(slices, labels, MAX, "sensitivity", target_sensitivity=1.0) == 0.4
-    # Perfect separation: every threshold in (0.3, 0.9] is equally good; the highest wins.
+    # Youden: 0.9 -> 1/3, 0.7 -> 2/3 - 1/4, 0.4 -> 1 - 1/4 (best); the threshold then sits
+    # midway to the next lower observed score, 0.3: the same decisions, the widest margin.
+    assert choose_threshold(slices, labels, MAX, "youden") == pytest.approx(0.35)
+    assert choose_threshold(slices, labels, MAX, "f1") == pytest.approx(0.35)
+    assert choose_threshold(
+        slices, labels, MAX, "sensitivity", target_sensitivity=0.6
+    ) == pytest.approx(0.55)  # between 0.7 and 0.4
+    assert choose_threshold(
+        slices, labels, MAX, "sensitivity", target_sensitivity=1.0
+    ) == pytest.approx(0.35)
+    # Perfect separation: every threshold in (0.3, 0.8] is equally good; the highest decisions
+    # win, placed midway in the gap between the classes.
     separable, separable_labels = frames({"t": (1, [0.9]), "u": (1, [0.8]), "n": (0, [0.3])})
-    assert choose_threshold(separable, separable_labels, MAX, "youden") == 0.8
+    assert choose_threshold(separable, separable_labels, MAX, "youden") == pytest.approx(0.55)
+    # The lowest score chosen: nothing below it to share a margin with.
+    lowest, lowest_labels = frames({"t": (1, [0.2]), "n": (0, [0.6])})
+    assert (
+        choose_threshold(lowest, lowest_labels, MAX, "sensitivity", target_sensitivity=1.0) == 0.2
+    )
 
 
 def test_choose_threshold_needs_both_classes():

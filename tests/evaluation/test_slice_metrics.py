@@ -91,9 +91,9 @@ def test_one_class_gives_nan_without_warnings():
 
 
 def test_choose_slice_threshold(two_patients):
-    # Youden: 0.9 -> 1/2, 0.7 -> 1/2 - 1/3, 0.4 -> 1 - 1/3 (best).
-    assert choose_slice_threshold(two_patients, "youden") == 0.4
-    assert choose_slice_threshold(two_patients, "f1") == 0.4
+    # Youden: 0.9 -> 1/2, 0.7 -> 1/2 - 1/3, 0.4 -> 1 - 1/3 (best); midway to the next score, 0.2.
+    assert choose_slice_threshold(two_patients, "youden") == pytest.approx(0.3)
+    assert choose_slice_threshold(two_patients, "f1") == pytest.approx(0.3)
     with pytest.raises(EvaluationInputError, match="only normal"):
         choose_slice_threshold(two_patients.assign(tumor=0))
 

@@ -167,6 +167,11 @@ def select_threshold(
     Candidates are scanned from the highest down and the first best one wins, so ties go to the
     highest threshold: the most specific of equally good operating points. Youden's J is compared
     in exact integer form so that float rounding cannot break ties arbitrarily.
+
+    The threshold returned sits midway between that score and the next lower observed one: the
+    same decisions on these cases, with the widest margin on both sides for new ones. The edge
+    itself would be the lowest positive score seen, and a new tumour case falls below the lowest
+    of k seen ones with probability 1/(k+1): one in three with two validation tumour patients.
     """
     require_both_classes(truth, "cases")
     if not 0 < target_sensitivity <= 1:
@@ -183,4 +188,7 @@ def select_threshold(
         gain = tp / n_pos >= target_sensitivity  # division, not product: 7/10 == 0.7
     else:
         raise ValueError(f"unknown objective {objective!r}; use 'youden', 'f1' or 'sensitivity'")
-    return float(thresholds[np.argmax(gain)])
+    best = int(np.argmax(gain))
+    if best + 1 == thresholds.size:
+        return float(thresholds[best])
+    return float((thresholds[best] + thresholds[best + 1]) / 2)

@@ -1,0 +1,1 @@
+"""Tumour detection with ultralytics YOLO: the export it trains from, training, inference."""

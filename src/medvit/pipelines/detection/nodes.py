@@ -1,0 +1,154 @@
+"""Thin nodes of the detection pipeline: parameters are checked here, ultralytics does the work.
+
+Metric names follow the contract: `det/detector/<split>/<metric>` for box metrics and
+`fit/detector/<metric>` (step = epoch) for the training history.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator
+from ultralytics.cfg import DEFAULT_CFG_DICT
+
+from medvit.detection.export import ExportPlan, YoloDataset, plan_export, verify_export
+from medvit.detection.yolo import (
+    predict_slices,
+    resolve_device,
+    resolve_weights,
+    train_detector,
+    validate_detector,
+)
+from medvit.ingestion.store import SliceStore
+from medvit.pipelines.tracking import log_artifacts, metric_items
+
+MODEL = "detector"
+EVALUATED_SPLITS = ("val", "test")
+
+
+class TrainParams(BaseModel):
+    """`detection.train`: ultralytics' own train arguments, plus where the run lives."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weights: str = "yolov8n.yaml"
+    epochs: PositiveInt = 20
+    imgsz: PositiveInt = 128
+    batch: PositiveInt = 16
+    device: str | int | list[int] = "auto"
+    amp: bool = True
+    workers: NonNegativeInt = 2
+    seed: int = 0
+    patience: PositiveInt = 10
+    cache: Literal[False, "ram", "disk"] = False
+    plots: bool = True
+    resume: bool = True
+    workdir: str = "data/06_models/detector/ultralytics"
+    augment: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("augment")
+    @classmethod
+    def _known_hyperparameters(cls, augment: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(augment) - set(DEFAULT_CFG_DICT))
+        if unknown:
+            raise ValueError(f"not ultralytics train arguments: {', '.join(unknown)}")
+        return augment
+
+    def ultralytics_args(self) -> dict[str, Any]:
+        """The arguments `YOLO.train` receives (device resolved: this fails without CUDA)."""
+        fixed = self.model_dump(exclude={"weights", "resume", "workdir", "augment", "device"})
+        return {**fixed, **self.augment, "device": resolve_device(self.device)}
+
+
+class PredictParams(BaseModel):
+    """`detection.predict`: a low confidence floor keeps the slice score a ranking, not a call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    conf: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.001
+    iou: Annotated[float, Field(gt=0.0, le=1.0)] = 0.7
+    max_det: PositiveInt = 10
+    batch: PositiveInt = 32
+
+
+class DetectionParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    train: TrainParams = Field(default_factory=TrainParams)
+    predict: PredictParams = Field(default_factory=PredictParams)
+
+
+def export_yolo_dataset(
+    slices: pd.DataFrame, splits: pd.DataFrame, slice_store: SliceStore
+) -> ExportPlan:
+    """The plan the `yolo_dataset` folder dataset writes (only what changed)."""
+    return plan_export(slices, splits, slice_store.images)
+
+
+def train(yolo_dataset: YoloDataset, params: DetectionParams) -> tuple[Path, dict]:
+    """Train (or resume), after every check that can fail without training."""
+    weights = resolve_weights(params.train.weights)
+    args = params.train.ultralytics_args()
+    verify_export(yolo_dataset)
+    trained = train_detector(
+        yolo_dataset, weights, args, Path(params.train.workdir), params.train.resume
+    )
+    log_artifacts(trained.plots(), f"{MODEL}/training")
+    log_artifacts([trained.best], f"models/{MODEL}")
+    history = trained.history()
+    metrics = {
+        f"fit/{MODEL}/{column}": [
+            {"value": float(value), "step": int(epoch)}
+            for epoch, value in zip(history["epoch"], history[column], strict=True)
+        ]
+        for column in history.columns.drop("epoch")
+    }
+    return trained.best, metrics
+
+
+def box_metrics(weights: Path, yolo_dataset: YoloDataset, params: DetectionParams) -> dict:
+    """Precision, recall, mAP50 and mAP50-95 on val and test, as ultralytics computes them."""
+    args = {
+        "imgsz": params.train.imgsz,
+        "batch": params.predict.batch,
+        "device": resolve_device(params.train.device),
+    }
+    values = {}
+    for split in EVALUATED_SPLITS:
+        metrics = validate_detector(weights, yolo_dataset, split, args, Path(params.train.workdir))
+        values.update({f"det/{MODEL}/{split}/{name}": value for name, value in metrics.items()})
+    return metric_items(values)
+
+
+def predict(
+    weights: Path,
+    slices: pd.DataFrame,
+    splits: pd.DataFrame,
+    slice_store: SliceStore,
+    params: DetectionParams,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Slice predictions for val and test: score = highest box confidence, boxes kept."""
+    split_of = splits.set_index("patient_id")["split"]
+    rows = slices.assign(split=slices["patient_id"].map(split_of))
+    rows = rows[rows["split"].isin(EVALUATED_SPLITS)].reset_index(drop=True)
+    args = {
+        "imgsz": params.train.imgsz,
+        "conf": params.predict.conf,
+        "iou": params.predict.iou,
+        "max_det": params.predict.max_det,
+        "device": resolve_device(params.train.device),
+    }
+    scored = list(
+        predict_slices(
+            weights, slice_store.images, rows["image_ref"].tolist(), params.predict.batch, args
+        )
+    )
+    table = rows[["split", "patient_id", "series_id", "slice_index", "tumor"]].assign(
+        score=[score for score, _ in scored], boxes=[boxes for _, boxes in scored]
+    )
+    return tuple(  # type: ignore[return-value]
+        table[table["split"] == split].drop(columns="split").reset_index(drop=True)
+        for split in EVALUATED_SPLITS
+    )
