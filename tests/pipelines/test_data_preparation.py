@@ -8,18 +8,8 @@ import mlflow
 import pandas as pd
 import pydicom
 import pytest
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
 from mlflow.tracking import MlflowClient
 
-TINY_DEMO = {
-    "demo_cohort": {"n_tumor": 4, "n_normal": 20, "slices": 6, "size": 64, "seed": 3},
-    "ingestion": {"image_size": 64, "workers": 2},
-    "splits": {
-        "test": {"tumor_patients": 1, "ratio": {"normal": 9, "tumor": 1}},
-        "val": {"tumor_patients": 1, "ratio": {"normal": 9, "tumor": 1}},
-    },
-}
 SLICE_CONTRACT = [
     "patient_id",
     "study_id",
@@ -33,21 +23,8 @@ SLICE_CONTRACT = [
 ]
 
 
-def _run(project: Path, pipeline: str = "data_preparation", extra: dict | None = None) -> None:
-    bootstrap_project(project)
-    params = {**TINY_DEMO, **(extra or {})}
-    with KedroSession.create(project_path=project, runtime_params=params) as session:
-        session.run(pipeline_names=[pipeline])
-
-
-def _latest_run(project: Path) -> mlflow.entities.Run:
-    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("medvit")
-    return client.search_runs([experiment.experiment_id], order_by=["start_time DESC"])[0]
-
-
-def test_demo_cohort_is_ingested_split_and_tracked(project):
-    _run(project)
+def test_demo_cohort_is_ingested_split_and_tracked(project, run_kedro, latest_run):
+    run_kedro()
     slices = pd.read_parquet(project / "data/03_primary/slices.parquet")
     splits = pd.read_parquet(project / "data/05_model_input/splits.parquet")
     assert set(SLICE_CONTRACT) <= set(slices.columns)
@@ -58,7 +35,7 @@ def test_demo_cohort_is_ingested_split_and_tracked(project):
     test = splits[splits.split == "test"]
     assert (test.tumor.sum(), (1 - test.tumor).sum()) == (1, 9)
 
-    run = _latest_run(project)
+    run = latest_run()
     assert run.data.metrics["ingest/slices"] == len(slices)
     assert run.data.metrics["ingest/quarantined"] == 0
     assert run.data.metrics["split/test/tumor"] == 1
@@ -104,12 +81,12 @@ def _texts(project: Path) -> dict[str, str]:
     return texts
 
 
-def test_no_raw_identifier_leaves_ingestion(project, tmp_path):
-    _run(project)
+def test_no_raw_identifier_leaves_ingestion(project, run_kedro, latest_run, tmp_path):
+    run_kedro()
     identifiers = _raw_identifiers(project / "data/01_raw/demo_cohort/dicom")
     assert len(identifiers) > 24 * 3
     texts = _texts(project)
-    run = _latest_run(project)
+    run = latest_run()
     texts["mlflow params"] = repr(run.data.params)
     texts["mlflow tags"] = repr(run.data.tags)
     texts["mlflow metrics"] = repr(run.data.metrics)
@@ -134,13 +111,13 @@ def test_no_raw_identifier_leaves_ingestion(project, tmp_path):
     assert not leaks
 
 
-def test_too_many_bad_inputs_fail_the_run_but_keep_the_report(project):
-    _run(project)  # writes the demo cohort
+def test_too_many_bad_inputs_fail_the_run_but_keep_the_report(project, run_kedro):
+    run_kedro()  # writes the demo cohort
     dicom = project / "data/01_raw/demo_cohort/dicom"
     for path in sorted(dicom.rglob("*.dcm"))[::2]:
         path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(Exception, match="max_bad_fraction"):
-        _run(project, extra={"ingestion": {**TINY_DEMO["ingestion"], "max_bad_fraction": 0.1}})
+        run_kedro(extra={"ingestion": {"max_bad_fraction": 0.1}})
     report = pd.read_csv(project / "data/08_reporting/ingestion_quarantine.csv")
     files = report[report.path.str.endswith(".dcm")]
     assert len(files) == 72  # every cut file, each with its reason

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import yaml
-from PIL import Image
+from PIL.PngImagePlugin import PngImageFile
 
 logger = logging.getLogger(__name__)
 
@@ -216,13 +216,15 @@ def write_export(root: Path, plan: ExportPlan, workers: int | None = None) -> Ex
 def verify_export(dataset: YoloDataset) -> None:
     """Fail on a missing or corrupt exported image, which ultralytics would drop with a warning.
 
-    PIL's `verify` checks the PNG structure and checksums without decoding the pixels.
+    PIL's `verify` checks the PNG structure and checksums without decoding the pixels. The PNG
+    reader is used directly: ultralytics replaces `PIL.Image.open` with a version that tries to
+    install a HEIF plugin when a file is unreadable.
     """
     problems = []
     for item in dataset.manifest().itertuples(index=False):
         path = dataset.image_dir(item.split) / f"{item.name}.png"
         try:
-            with Image.open(path) as image:
+            with PngImageFile(path) as image:
                 image.verify()
         except (OSError, SyntaxError) as error:
             problems.append(f"{path}: {error}")
