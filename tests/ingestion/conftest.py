@@ -38,6 +38,12 @@ def mr_small() -> pydicom.Dataset:
     return pydicom.dcmread(get_testdata_file("MR_small.dcm"))
 
 
-def copy_testdata(name: str, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    return Path(shutil.copy(get_testdata_file(name), folder / name))
+@pytest.fixture
+def testdata(tmp_path: Path) -> Callable[[str], Path]:
+    """Copy one of pydicom's bundled files into tmp (a fixture: `conftest` is not importable
+    by name once several test folders have one)."""
+
+    def copy(name: str) -> Path:
+        return Path(shutil.copy(get_testdata_file(name), tmp_path / name))
+
+    return copy

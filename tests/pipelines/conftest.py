@@ -10,6 +10,7 @@ import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 
 # 24 patients of 6 slices at 64 px: seconds to write and ingest; one tumour patient in val and test.
 TINY_DEMO = {
@@ -24,11 +25,15 @@ TINY_DEMO = {
 
 @pytest.fixture
 def run_kedro(project: Path) -> Callable[..., None]:
-    """`run_kedro(pipeline, extra)`: the tiny demo parameters, deep-merged with `extra`."""
+    """`run_kedro(pipeline, extra)`: the tiny demo parameters (or the project defaults, with
+    `tiny=False`), deep-merged with `extra`."""
 
-    def run(pipeline: str = "data_preparation", extra: dict | None = None) -> None:
+    def run(
+        pipeline: str = "data_preparation", extra: dict | None = None, tiny: bool = True
+    ) -> None:
         bootstrap_project(project)
-        params = {**TINY_DEMO, **(extra or {})}
+        merged = OmegaConf.merge(TINY_DEMO if tiny else {}, extra or {})
+        params = OmegaConf.to_container(merged)
         with KedroSession.create(project_path=project, runtime_params=params) as session:
             session.run(pipeline_names=[pipeline])
 

@@ -60,12 +60,12 @@ def load_truth(source: DicomSource) -> DicomTruth:
 def units(source: DicomSource, chunk_size: int) -> list[list[str]]:
     if not source.root.is_dir():
         raise SourceConfigError(f"{source.root}: DICOM root folder not found")
-    files = sorted(
-        str(Path(folder, name).relative_to(source.root))
-        for folder, _, names in os.walk(source.root)
-        for name in names
-        if not name.startswith(".")
-    )
+    files = []
+    for folder, _, names in os.walk(source.root):
+        prefix = os.path.relpath(folder, source.root)  # per folder, not per file: 1e5+ files
+        base = "" if prefix == "." else prefix + os.sep
+        files += [base + name for name in names if not name.startswith(".")]
+    files.sort()
     return [files[i : i + chunk_size] for i in range(0, len(files), chunk_size)]
 
 

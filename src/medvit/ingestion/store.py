@@ -41,7 +41,7 @@ class NpyAppender:
         """Write rows, returning the index of the first one."""
         first = self.rows
         for row in rows:
-            self._file.write(np.ascontiguousarray(row, dtype=np.uint8).tobytes())
+            self._file.write(np.ascontiguousarray(row, dtype=np.uint8))  # the buffer, no copy
         self.rows += len(rows)
         return first
 
