@@ -167,7 +167,7 @@ def write_export(root: Path, plan: ExportPlan, workers: int | None = None) -> Ex
     for kind in ("images", "labels"):
         for split in SPLITS:
             (root / kind / split).mkdir(parents=True, exist_ok=True)
-    previous = YoloDataset(root).manifest().set_index("name")
+    previous = YoloDataset(root).manifest().set_index(["split", "name"])
     height, width = plan.images.shape[1:3]
     rows, pending = [], []
     for item in plan.items.itertuples(index=False):
@@ -176,10 +176,10 @@ def write_export(root: Path, plan: ExportPlan, workers: int | None = None) -> Ex
         digest = _digest(image, label)
         image_path = root / "images" / item.split / f"{item.name}.png"
         label_path = root / "labels" / item.split / f"{item.name}.txt"
-        old = previous.loc[item.name] if item.name in previous.index else None
+        key = (item.split, item.name)
+        old = previous.loc[key] if key in previous.index else None
         current = (
             old is not None
-            and old["split"] == item.split
             and old["digest"] == digest
             and _file_state(image_path) == (old["size"], old["mtime_ns"])
             and label_path.is_file()
