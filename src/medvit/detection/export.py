@@ -17,6 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -141,14 +142,23 @@ def _file_state(path: Path) -> tuple[int, int] | None:
     return stat.st_size, stat.st_mtime_ns
 
 
-def _write_item(root: Path, name: str, split: str, image: np.ndarray, label: str) -> tuple:
-    ok, png = cv2.imencode(".png", image)
+class _Pending(NamedTuple):
+    name: str
+    split: str
+    digest: str
+    image: np.ndarray
+    label: str
+
+
+def _write(root: Path, item: _Pending) -> tuple[str, str, str, int, int]:
+    """Write one image and its label; return its manifest row."""
+    ok, png = cv2.imencode(".png", item.image)
     if not ok:
-        raise DetectionInputError(f"Slice {name} could not be encoded as PNG for the YOLO export.")
-    image_path = root / "images" / split / f"{name}.png"
+        raise DetectionInputError(f"Slice {item.name} could not be encoded as PNG for the export.")
+    image_path = root / "images" / item.split / f"{item.name}.png"
     image_path.write_bytes(png.tobytes())
-    (root / "labels" / split / f"{name}.txt").write_text(label)
-    return _file_state(image_path)
+    (root / "labels" / item.split / f"{item.name}.txt").write_text(item.label)
+    return (item.name, item.split, item.digest, *_file_state(image_path))
 
 
 def _remove_stale(root: Path, keep: set[tuple[str, str]]) -> int:
@@ -187,10 +197,9 @@ def write_export(root: Path, plan: ExportPlan, workers: int | None = None) -> Ex
         if current:
             rows.append((item.name, item.split, digest, old["size"], old["mtime_ns"]))
         else:
-            pending.append((item.name, item.split, digest, image, label))
+            pending.append(_Pending(item.name, item.split, digest, image, label))
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        states = pool.map(lambda p: _write_item(root, p[0], p[1], p[3], p[4]), pending)
-        rows.extend((p[0], p[1], p[2], *state) for p, state in zip(pending, states, strict=True))
+        rows.extend(pool.map(lambda item: _write(root, item), pending))
     removed = _remove_stale(root, set(zip(plan.items["split"], plan.items["name"], strict=True)))
     if pending or removed:
         for cache in (root / "labels").glob("*.cache"):  # ultralytics' label cache of the old set
