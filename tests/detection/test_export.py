@@ -55,7 +55,7 @@ def test_rerun_rewrites_only_what_changed(tmp_path, plan, cohort):
     assert (changed.written, changed.unchanged) == (1, 47)
     assert YoloDataset(root).digest() != digest
 
-    slices, splits, pixels = cohort
+    slices, splits, _ = cohort
     moved = splits.assign(split=splits["split"].where(splits.patient_id != "P-test3", "val"))
     summary = write_export(root, plan_export(slices, moved, images))
     assert (summary.written, summary.removed) == (4, 4)  # 4 slices moved from test to val

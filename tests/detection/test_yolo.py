@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import mlflow
-import pandas as pd
 import pytest
 import torch
 
@@ -49,7 +47,7 @@ def test_weights_must_exist_unless_ultralytics_knows_them(tmp_path):
     checkpoint = tmp_path / "mine.pt"
     checkpoint.write_bytes(b"weights")
     assert resolve_weights(str(checkpoint)) == str(checkpoint.resolve())
-    with pytest.raises(DetectionInputError, match="models/missing.pt does not exist"):
+    with pytest.raises(DetectionInputError, match=r"models/missing\.pt does not exist"):
         resolve_weights("models/missing.pt")
 
 
@@ -127,4 +125,3 @@ def test_a_folder_that_is_not_a_run_is_never_emptied(tmp_path, exported):
     with pytest.raises(DetectionInputError, match="not a detector run folder"):
         train_detector(exported, "yolov8n.yaml", TINY, precious)
     assert (precious / "thesis.tex").is_file()
-    assert isinstance(pd.__version__, str) and Path(precious).is_dir()

@@ -20,3 +20,4 @@ def test_default_run_learns_on_the_demo_test_patients(run_kedro, latest_run):
     print(f"brain_tumor default run: {minutes:.1f} min")
     assert metrics["det/detector/test/mAP50"] >= 0.5
     assert metrics["ptp/detector/test/sensitivity"] >= 0.8
+    assert metrics["ptp/student/test/tumor_f1"] >= 0.8

@@ -1,7 +1,17 @@
 """Kedro datasets this project writes itself."""
 
+from medvit.datasets.checkpoint_file import CheckpointFileDataset
 from medvit.datasets.demo_cohort import DemoCohortDataset
 from medvit.datasets.secret import SecretDataset
 from medvit.datasets.slice_store import SliceStoreDataset
+from medvit.datasets.torch_model import TorchModelDataset
+from medvit.datasets.yolo_folder import YoloDatasetFolder
 
-__all__ = ["DemoCohortDataset", "SecretDataset", "SliceStoreDataset"]
+__all__ = [
+    "CheckpointFileDataset",
+    "DemoCohortDataset",
+    "SecretDataset",
+    "SliceStoreDataset",
+    "TorchModelDataset",
+    "YoloDatasetFolder",
+]

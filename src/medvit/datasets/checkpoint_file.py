@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
 
-from kedro.io import AbstractVersionedDataset
-from kedro.io.core import Version
+from medvit.datasets.versioned_file import VersionedFileDataset
 
 
-class CheckpointFileDataset(AbstractVersionedDataset[Path, Path]):
+class CheckpointFileDataset(VersionedFileDataset[Path, Path]):
     """A versioned copy of a file such as ultralytics' `best.pt`.
 
     Ultralytics saves and loads its checkpoints itself (model, training arguments, metadata), so
@@ -18,25 +16,8 @@ class CheckpointFileDataset(AbstractVersionedDataset[Path, Path]):
     wrote, loading gives the path of the chosen version, ready for `YOLO(path)`.
     """
 
-    def __init__(
-        self,
-        filepath: str,
-        version: Version | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(PurePosixPath(filepath), version)
-        self.metadata = metadata
-
     def load(self) -> Path:
-        return Path(self._get_load_path())
+        return self._load_path()
 
     def save(self, data: Path) -> None:
-        target = Path(self._get_save_path())
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(data, target)
-
-    def _exists(self) -> bool:
-        return Path(self._get_load_path()).is_file()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath), "version": self._version}
+        shutil.copyfile(data, self._save_path())

@@ -2,8 +2,12 @@
 
 from kedro.pipeline import Pipeline
 
-from medvit.pipelines import data_preparation, detection
+from medvit.pipelines import data_preparation, detection, distillation
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return data_preparation.create_pipeline() + detection.create_pipeline()
+    return (
+        data_preparation.create_pipeline()
+        + detection.create_pipeline()
+        + distillation.create_pipeline()
+    )

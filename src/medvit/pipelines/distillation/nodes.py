@@ -1,0 +1,369 @@
+"""Thin nodes of the distillation pipeline: typed parameters in, `medvit.models`/`training` do it.
+
+Every check that can fail (model names, image size, teacher checkpoint, one-class train split)
+runs before the first epoch. Per-epoch history goes to the active MLflow run as
+`fit/<model>/<metric>` with step = epoch, through the loop's `on_epoch_end` callback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from functools import partial
+from typing import Literal
+
+import mlflow
+import numpy as np
+import pandas as pd
+import timm
+import torch
+from mlflow.models import infer_signature
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from torch import nn
+
+from medvit.ingestion.store import SliceStore
+from medvit.models import (
+    DistillationLoss,
+    DistillationTask,
+    LossKind,
+    StudentSize,
+    count_parameters,
+    create_student,
+    create_teacher,
+    latency_ms,
+    spec_of,
+)
+from medvit.pipelines.tracking import metric_items
+from medvit.training import (
+    ClassificationTask,
+    SliceDataset,
+    TrainConfig,
+    class_counts,
+    class_weights,
+    fit,
+    predict,
+    slice_transform,
+    tumour_score,
+)
+from medvit.training.data import Augmentation
+
+logger = logging.getLogger(__name__)
+
+NORMAL = "normal"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DistillationDataParams(_Strict):
+    """`distillation_data`: what both models see, so teacher and student compare like for like."""
+
+    image_size: PositiveInt = 64
+    target: Literal["tumor", "tumor_type"] = "tumor"
+    imbalance: Literal["sampler", "loss_weights", "none"] = "sampler"
+    predict_batch_size: PositiveInt = 128
+
+
+class TeacherParams(_Strict):
+    """`teacher`: a timm CNN, fine-tuned on slices."""
+
+    architecture: str = "resnet152"
+    pretrained: bool = False
+    checkpoint: str | None = None
+    augmentation: Augmentation = "weak"
+    training: TrainConfig = TrainConfig()
+
+
+class LossParams(_Strict):
+    kind: LossKind = "hard"
+    tau: float = Field(1.0, gt=0)
+    alpha: float = Field(0.5, ge=0, le=1)
+    reweight_from_epoch: int = Field(0, ge=0)
+
+
+class StudentParams(_Strict):
+    """`student`: a distilled DeiT; DeiT-LT distils on strongly augmented views."""
+
+    size: StudentSize = "tiny"
+    loss: LossParams = LossParams()
+    augmentation: Augmentation | None = None  # None: strong for deit_lt, weak otherwise
+    training: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _augmentation(self) -> StudentParams:
+        if self.augmentation is None:
+            strong = self.loss.kind == "deit_lt"
+            object.__setattr__(self, "augmentation", "strong" if strong else "weak")
+        return self
+
+
+class DistillationInputError(ValueError):
+    """Slices or splits that cannot train a classifier."""
+
+
+def class_names(slices: pd.DataFrame, data: DistillationDataParams) -> list[str]:
+    if data.target == "tumor":
+        return [NORMAL, "tumor"]
+    types = slices.loc[slices["tumor"] == 1, "tumor_type"]
+    if types.isna().any() or types.empty:
+        raise DistillationInputError(
+            "target: tumor_type needs a tumour_type on every tumour slice;"
+            f" {int(types.isna().sum())} of {len(types)} have none (use target: tumor)"
+        )
+    return [NORMAL, *sorted(types.unique())]
+
+
+def training_slices(
+    slices: pd.DataFrame, splits: pd.DataFrame, data: DistillationDataParams
+) -> tuple[pd.DataFrame, list[str]]:
+    """Slices of train/val/test patients with their split and class index; checks the classes."""
+    table = slices.merge(splits[["patient_id", "split"]], on="patient_id", how="inner")
+    table = table[table["split"].isin(["train", "val", "test"])].reset_index(drop=True)
+    names = class_names(table, data)
+    if data.target == "tumor_type":
+        label = table["tumor_type"].map({name: index for index, name in enumerate(names)})
+    else:
+        label = table["tumor"]
+    table["label"] = label.where(table["tumor"] == 1, 0).astype(int)
+    for split in ("train", "val"):
+        present = sorted(set(table.loc[table["split"] == split, "tumor"]))
+        if present != [0, 1]:
+            raise DistillationInputError(
+                f"the {split} split has slices of class(es) {present} only: a tumour/normal"
+                " classifier needs both tumour and normal slices to train and to be selected"
+            )
+    return table, names
+
+
+def _dataset(
+    table: pd.DataFrame, store: SliceStore, split: str, size: int, augmentation: Augmentation
+) -> SliceDataset:
+    rows = table[table["split"] == split]
+    return SliceDataset(
+        store.images, rows["image_ref"], rows["label"], slice_transform(size, augmentation)
+    )
+
+
+def _data_key(table: pd.DataFrame) -> str:
+    """Identity of the training data, so a checkpoint is never resumed on other slices."""
+    columns = table[["patient_id", "slice_index", "image_ref", "label", "split"]]
+    return hashlib.sha256(pd.util.hash_pandas_object(columns).to_numpy().tobytes()).hexdigest()
+
+
+def _imbalance(
+    labels: np.ndarray, n_classes: int, data: DistillationDataParams
+) -> tuple[np.ndarray | None, torch.Tensor | None]:
+    """(per-sample weights for the sampler, class weights for the loss), per `imbalance`."""
+    if data.imbalance == "sampler":
+        return (1.0 / class_counts(labels, n_classes)[labels]), None
+    if data.imbalance == "loss_weights":
+        return None, class_weights(labels, n_classes)
+    return None, None
+
+
+def _log_epoch(model: str, metrics: dict[str, float], epoch: int) -> None:
+    """`fit/<model>/<metric>` at step = epoch in the active run (none: nothing is logged)."""
+    if mlflow.active_run() is not None:
+        mlflow.log_metrics({f"fit/{model}/{k}": v for k, v in metrics.items()}, step=epoch)
+
+
+def _fit(
+    name: str,
+    model: nn.Module,
+    task: ClassificationTask,
+    table: pd.DataFrame,
+    store: SliceStore,
+    data: DistillationDataParams,
+    augmentation: Augmentation,
+    config: TrainConfig,
+    sample_weights: np.ndarray | None,
+) -> nn.Module:
+    train = _dataset(table, store, "train", data.image_size, augmentation)
+    val = _dataset(table, store, "val", data.image_size, "none")
+    result = fit(
+        model,
+        task,
+        train,
+        val,
+        config,
+        sample_weights=sample_weights,
+        on_epoch_end=partial(_log_epoch, name),
+        run_key=_data_key(table),
+    )
+    logger.info("%s: best epoch %s of %d", name, result.best_epoch, len(result.history))
+    return result.model.cpu().eval()
+
+
+def train_teacher(
+    table: pd.DataFrame,
+    classes: list[str],
+    slice_store: SliceStore,
+    data: DistillationDataParams,
+    teacher: TeacherParams,
+) -> nn.Module:
+    torch.manual_seed(teacher.training.seed)  # the teacher's initial weights
+    model = create_teacher(
+        teacher.architecture,
+        len(classes),
+        data.image_size,
+        pretrained=teacher.pretrained,
+        checkpoint=teacher.checkpoint,
+    )
+    labels = table.loc[table["split"] == "train", "label"].to_numpy()
+    sample_weights, loss_weights = _imbalance(labels, len(classes), data)
+    task = ClassificationTask(loss_weights)
+    return _fit(
+        "teacher",
+        model,
+        task,
+        table,
+        slice_store,
+        data,
+        teacher.augmentation,
+        teacher.training,
+        sample_weights,
+    )
+
+
+def train_student(
+    table: pd.DataFrame,
+    classes: list[str],
+    slice_store: SliceStore,
+    teacher_model: nn.Module,
+    data: DistillationDataParams,
+    student: StudentParams,
+) -> nn.Module:
+    teacher_spec = spec_of(teacher_model)
+    if teacher_spec.num_classes != len(classes):
+        raise DistillationInputError(
+            f"the teacher has {teacher_spec.num_classes} classes; the target has {len(classes)}"
+        )
+    torch.manual_seed(student.training.seed)  # the student's initial weights
+    model = create_student(student.size, len(classes), data.image_size)
+    labels = table.loc[table["split"] == "train", "label"].to_numpy()
+    sample_weights, loss_weights = _imbalance(labels, len(classes), data)
+    loss = DistillationLoss(
+        student.loss.kind,
+        tau=student.loss.tau,
+        alpha=student.loss.alpha,
+        label_weights=loss_weights,
+        distill_weights=class_weights(labels, len(classes)),
+        reweight_from_epoch=student.loss.reweight_from_epoch,
+    )
+    task = DistillationTask(teacher_model, loss)
+    return _fit(
+        "student",
+        model,
+        task,
+        table,
+        slice_store,
+        data,
+        student.augmentation,
+        student.training,
+        sample_weights,
+    )
+
+
+def predict_slices(
+    model: nn.Module,
+    table: pd.DataFrame,
+    slice_store: SliceStore,
+    data: DistillationDataParams,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Val and test slice predictions (`score` = P(tumour)) in the evaluation pipeline's format."""
+    config = TrainConfig(batch_size=data.predict_batch_size, progress=False)
+    frames = []
+    for split in ("val", "test"):
+        rows = table[table["split"] == split].reset_index(drop=True)
+        outputs = predict(
+            model,
+            ClassificationTask(),
+            _dataset(table, slice_store, split, data.image_size, "none"),
+            config,
+        )
+        frames.append(
+            rows[["patient_id", "slice_index", "tumor"]].assign(
+                score=tumour_score(outputs["probabilities"]).astype(float)
+            )
+        )
+    model.cpu()
+    return frames[0], frames[1]
+
+
+def log_model(model: nn.Module, *, name: str) -> None:
+    """An `mlflow.pytorch` model (torch.export "pt2" format) with its signature, if a run is active.
+
+    The example batch has two images so that the exported graph keeps a dynamic batch size.
+    Requirements are pinned from the running versions rather than inferred: inference would
+    reload the model in a subprocess, which costs more than training the demo model.
+    """
+    if mlflow.active_run() is None:
+        logger.warning("No active MLflow run: not logging the %s model", name)
+        return
+    spec = spec_of(model)
+    example = np.zeros((2, spec.in_chans, spec.image_size, spec.image_size), dtype=np.float32)
+    with torch.inference_mode():
+        output = model.eval()(torch.from_numpy(example)).numpy()
+    mlflow.pytorch.log_model(
+        model,
+        name=name,
+        signature=infer_signature(example, output),
+        input_example=example,
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"timm=={timm.__version__}"],
+    )
+
+
+def _ptp_test(table: pd.DataFrame, metric: str) -> float:
+    rows = table[(table["split"] == "test") & (table["metric"] == metric)]
+    return float(rows["value"].iloc[0]) if len(rows) else float("nan")
+
+
+def _cell(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def compare_models(
+    teacher_model: nn.Module,
+    student_model: nn.Module,
+    teacher_ptp: pd.DataFrame,
+    student_ptp: pd.DataFrame,
+    teacher_slices: pd.DataFrame,
+    student_slices: pd.DataFrame,
+) -> tuple[str, dict]:
+    """Teacher vs student on test: size, latency per image (batch 1, this machine), F1, AUROC."""
+    rows = {}
+    for name, model, ptp, slices in (
+        ("teacher", teacher_model, teacher_ptp, teacher_slices),
+        ("student", student_model, student_ptp, student_slices),
+    ):
+        rows[name] = {
+            "architecture": spec_of(model).architecture,
+            "n_params": count_parameters(model),
+            "latency_ms": latency_ms(model, spec_of(model).image_size),
+            "ptp_tumor_f1": _ptp_test(ptp, "tumor_f1"),
+            "ptp_auroc": _ptp_test(ptp, "auroc"),
+            "slice_f1": _ptp_test(slices, "f1"),
+            "slice_auroc": _ptp_test(slices, "auroc"),
+        }
+    metrics = {
+        f"distill/{name}/{key}": value
+        for name, row in rows.items()
+        for key, value in row.items()
+        if key != "architecture"
+    }
+    columns = list(rows["teacher"])
+    lines = [
+        "# Teacher vs student (test split)",
+        "",
+        "Latency: median of single-image forward passes on the machine that ran the pipeline.",
+        "",
+        "| model | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+        *(
+            f"| {name} | " + " | ".join(_cell(row[column]) for column in columns) + " |"
+            for name, row in rows.items()
+        ),
+        "",
+    ]
+    return "\n".join(lines), metric_items(metrics)

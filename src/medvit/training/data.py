@@ -1,0 +1,173 @@
+"""Slices from the memory-mapped store as a torch Dataset, augmentation, sampling and loaders.
+
+The store's `images.npy` is opened lazily in each process that reads it: a memmap pickled into
+DataLoader workers would be copied whole, whereas a path costs nothing and every worker then
+touches only the pages of the slices it reads. Augmentation is torchvision's `transforms.v2` on
+tensors, which draws from torch's RNG, so seeding an epoch replays it exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision.transforms import v2
+
+from medvit.training.runtime import Runtime, epoch_seed
+
+Augmentation = Literal["none", "weak", "strong"]
+
+# uint8 slices scaled to [0, 1] and centred: the store is windowed, so one fixed affine suffices.
+_MEAN, _STD = 0.5, 0.25
+
+
+class SliceDataset(Dataset):
+    """`(image, label)` pairs: a 1 x size x size float tensor and an int64 class index.
+
+    `images` is the store's memmap (or any array, e.g. in tests); rows are picked by `refs`.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        refs: Sequence[int],
+        labels: Sequence[int],
+        transform: v2.Transform,
+    ) -> None:
+        if len(refs) != len(labels):
+            raise ValueError(f"{len(refs)} image refs but {len(labels)} labels")
+        self._path = getattr(images, "filename", None)
+        self._images: np.ndarray | None = images
+        self.refs = np.asarray(refs, dtype=np.int64)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.transform = transform
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if state["_path"] is not None:
+            state["_images"] = None  # reopened from the path in the worker
+        return state
+
+    @property
+    def images(self) -> np.ndarray:
+        if self._images is None:
+            self._images = np.load(Path(os.fspath(self._path)), mmap_mode="r")
+        return self._images
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = torch.from_numpy(np.array(self.images[self.refs[index]], dtype=np.uint8))
+        return self.transform(pixels[None]), torch.tensor(self.labels[index])
+
+
+def slice_transform(image_size: int, augmentation: Augmentation = "none") -> v2.Transform:
+    """Resize, then (weak) a small affine and a left-right flip, (strong) plus RandAugment and
+    random erasing: the out-of-distribution views DeiT-LT distils through."""
+    steps: list[v2.Transform] = [v2.Resize((image_size, image_size), antialias=True)]
+    if augmentation != "none":
+        steps += [
+            v2.RandomAffine(degrees=10, translate=(0.05, 0.05), scale=(0.9, 1.1)),
+            v2.RandomHorizontalFlip(),
+        ]
+    if augmentation == "strong":
+        steps.append(v2.RandAugment(num_ops=2, magnitude=9))
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize([_MEAN], [_STD])]
+    if augmentation == "strong":
+        steps.append(v2.RandomErasing(p=0.25, value=0))
+    return v2.Compose(steps)
+
+
+def class_counts(labels: Sequence[int], n_classes: int) -> np.ndarray:
+    return np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_classes)
+
+
+def class_weights(labels: Sequence[int], n_classes: int) -> torch.Tensor:
+    """Inverse class frequency, mean 1 over classes: a loss weight that balances the classes."""
+    counts = class_counts(labels, n_classes)
+    weights = counts.sum() / (n_classes * np.maximum(counts, 1))
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+class EpochSampler(Sampler[int]):
+    """Shuffled or class-balanced draws, reproducible per epoch and sharded across ranks.
+
+    One sampler covers the single-process and DDP cases: indices are drawn from a generator seeded
+    by (seed, epoch), so every rank draws the same permutation and takes its own stride of it.
+    `weights` (one per sample) draws with replacement, as `WeightedRandomSampler` does.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        *,
+        shuffle: bool = True,
+        weights: Sequence[float] | None = None,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        pad: bool = True,
+    ) -> None:
+        self.n, self.shuffle, self.seed = n, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
+        self.pad = pad  # training pads so that all ranks take the same number of steps
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _order(self) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        if self.weights is not None:
+            return torch.multinomial(self.weights, self.n, replacement=True, generator=generator)
+        if self.shuffle:
+            return torch.randperm(self.n, generator=generator)
+        return torch.arange(self.n)
+
+    def _indices(self) -> torch.Tensor:
+        order = self._order()
+        if self.pad and self.n % self.world_size:
+            order = torch.cat([order, order[: self.world_size - self.n % self.world_size]])
+        return order[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._indices().tolist())
+
+    def __len__(self) -> int:
+        return len(self._indices())
+
+
+def resolve_workers(num_workers: int | str, runtime: Runtime) -> int:
+    """`auto`: a few workers per GPU process; none on CPU, where they would compete with compute."""
+    if num_workers != "auto":
+        return int(num_workers)
+    if runtime.device.type != "cuda":
+        return 0
+    return max(1, min(8, (os.cpu_count() or 2) // runtime.world_size - 1))
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    sampler: EpochSampler,
+    runtime: Runtime,
+    num_workers: int | str = "auto",
+    drop_last: bool = False,
+) -> DataLoader:
+    """Pinned memory on CUDA. Workers are not persistent: they are re-seeded from torch's RNG
+    at the start of every epoch, which the loop seeds, so a resumed epoch augments identically."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=resolve_workers(num_workers, runtime),
+        pin_memory=runtime.device.type == "cuda",
+        drop_last=drop_last,
+    )
