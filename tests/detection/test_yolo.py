@@ -90,7 +90,9 @@ def test_interrupted_training_resumes_and_predicts(tmp_path, exported, plan, mon
     monkeypatch.undo()
     assert (workdir / "weights" / "last.pt").is_file()
 
+    threads = torch.get_num_threads()
     trained = train_detector(exported, "yolov8n.yaml", TINY, workdir)
+    assert torch.get_num_threads() == threads  # ultralytics' CPU setting does not leak out
     assert trained.resumed
     assert trained.history()["epoch"].tolist() == [1, 2]  # epoch 1 kept, epoch 2 added
     assert "metrics/mAP50" in trained.history().columns

@@ -15,6 +15,7 @@ import json
 import logging
 import shutil
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,20 @@ class TrackedDetectionTrainer(DetectionTrainer):
         for callback in self.callbacks.get(event, []):
             if not _is_integration(callback):
                 callback(self)
+
+
+@contextmanager
+def _own_thread_count() -> Iterator[None]:
+    """Undo ultralytics' `torch.set_num_threads(cores - 1)` for CPU runs once it is done.
+
+    It leaves a core to its data loader while it trains, but the setting is process-wide and
+    would slow every model trained after it in the same run.
+    """
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def resolve_device(device: str | int | Sequence[int]) -> str:
@@ -146,6 +161,7 @@ class TrainedDetector:
         return sorted(self.save_dir.glob("*.png")) + sorted(self.save_dir.glob("*.jpg"))
 
 
+@_own_thread_count()
 def train_detector(
     dataset: YoloDataset,
     weights: str,
@@ -190,6 +206,7 @@ def train_detector(
     )
 
 
+@_own_thread_count()
 def validate_detector(
     weights: Path, dataset: YoloDataset, split: str, settings: dict[str, Any], workdir: Path
 ) -> dict[str, float]:
@@ -224,7 +241,9 @@ def predict_slices(
     for start in range(0, len(refs), batch):
         chunk = refs[start : start + batch]
         arrays = [np.repeat(images[ref][..., None], 3, axis=-1) for ref in chunk]
-        for result in model.predict(arrays, verbose=False, **settings):
+        with _own_thread_count():
+            results = model.predict(arrays, verbose=False, **settings)
+        for result in results:
             confidences = result.boxes.conf.cpu().numpy()
             xyxy = result.boxes.xyxy.cpu().numpy()
             boxes = [[*map(float, box), float(c)] for box, c in zip(xyxy, confidences, strict=True)]
