@@ -163,9 +163,12 @@ def _imbalance(
 
 
 def _log_epoch(model: str, metrics: dict[str, float], epoch: int) -> None:
-    """`fit/<model>/<metric>` at step = epoch in the active run (none: nothing is logged)."""
+    """`fit/<model>/<metric>` in the active run (none: nothing is logged).
+
+    Steps count epochs from 1, as the detector's history does, so runs line up in MLflow.
+    """
     if mlflow.active_run() is not None:
-        mlflow.log_metrics({f"fit/{model}/{k}": v for k, v in metrics.items()}, step=epoch)
+        mlflow.log_metrics({f"fit/{model}/{k}": v for k, v in metrics.items()}, step=epoch + 1)
 
 
 def _fit(
@@ -191,7 +194,8 @@ def _fit(
         on_epoch_end=partial(_log_epoch, name),
         run_key=_data_key(table),
     )
-    logger.info("%s: best epoch %s of %d", name, result.best_epoch, len(result.history))
+    best = "the last" if result.best_epoch is None else result.best_epoch + 1
+    logger.info("%s: weights of epoch %s of %d kept", name, best, len(result.history))
     return result.model.cpu().eval()
 
 
