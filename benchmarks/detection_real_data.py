@@ -28,6 +28,7 @@ from medvit.ingestion.config import ImageFolderSource, IngestionParams
 from medvit.ingestion.store import open_store, write_store
 from medvit.ingestion.stream import stream_units
 from medvit.ingestion.table import build_slice_table
+from medvit.pipelines.data_preparation.nodes import patient_units
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "brain_mri"
 DECISION_CONF = 0.25  # ultralytics' default predict confidence: a threshold not tuned on test
@@ -56,11 +57,9 @@ def split_units(table: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFr
 
     The mirror gets its own unit ids, so the export plan sees three disjoint splits.
     """
-    units = table.groupby("patient_id", as_index=False).agg(
-        tumor=("patient_tumor", "max"), group=("group", "first"), source=("source", "first")
-    )
+    units = patient_units(table)
     rng = np.random.default_rng(seed)
-    normal = units.index[units.source == "br35h"].to_numpy()
+    normal = units.index[units.tumor == 0].to_numpy()  # the Br35H images, one unit each
     test_normal = set(rng.permutation(normal)[: len(normal) // 4])
     held_out = (units.group.astype(str) == "4") | units.index.isin(test_normal)
     units["split"] = np.where(held_out, "test", "train")

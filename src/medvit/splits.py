@@ -220,6 +220,17 @@ def split_counts(splits: pd.DataFrame) -> dict[str, int]:
     return counts
 
 
+def slices_in(
+    slices: pd.DataFrame, splits: pd.DataFrame, keep: tuple[str, ...] = ("train", "val", "test")
+) -> pd.DataFrame:
+    """The slices of patients assigned to `keep`, in their order, with a `split` column.
+
+    What every model stage starts from: `unused` patients (and any without a split) drop out.
+    """
+    split = slices["patient_id"].map(splits.set_index("patient_id")["split"])
+    return slices.assign(split=split)[split.isin(keep)].reset_index(drop=True)
+
+
 def check_disjoint(splits: pd.DataFrame, slices: pd.DataFrame) -> None:
     """Guard against the leak that would invalidate every metric: one patient in two splits.
 

@@ -25,6 +25,8 @@ import pandas as pd
 import yaml
 from PIL.PngImagePlugin import PngImageFile
 
+from medvit.splits import slices_in
+
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
@@ -79,9 +81,7 @@ def plan_export(slices: pd.DataFrame, splits: pd.DataFrame, images: np.ndarray) 
     Fails before anything is written when training could not start or could not be judged: an
     empty train split, or a split with no tumour slice (no box to learn from or to find).
     """
-    split_of = splits.set_index("patient_id")["split"]
-    items = slices.assign(split=slices["patient_id"].map(split_of))
-    items = items[items["split"].isin(SPLITS)]
+    items = slices_in(slices, splits, SPLITS)
     counts = items.groupby("split")["tumor"].agg(["size", "sum"]).reindex(SPLITS, fill_value=0)
     if counts.loc["train", "size"] == 0:
         raise DetectionInputError("The train split has no slices: there is nothing to train on.")

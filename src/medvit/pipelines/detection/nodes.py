@@ -23,6 +23,7 @@ from medvit.detection.yolo import (
 )
 from medvit.ingestion.store import SliceStore
 from medvit.pipelines.tracking import log_artifacts, metric_items
+from medvit.splits import slices_in
 
 MODEL = "detector"
 EVALUATED_SPLITS = ("val", "test")
@@ -60,6 +61,10 @@ class TrainParams(BaseModel):
         """The arguments `YOLO.train` receives (device resolved: this fails without CUDA)."""
         fixed = self.model_dump(exclude={"weights", "resume", "workdir", "augment", "device"})
         return {**fixed, **self.augment, "device": resolve_device(self.device)}
+
+    def inference_args(self) -> dict[str, Any]:
+        """What validation and prediction share with training: image size and device."""
+        return {"imgsz": self.imgsz, "device": resolve_device(self.device)}
 
 
 class PredictParams(BaseModel):
@@ -110,11 +115,7 @@ def train(yolo_dataset: YoloDataset, params: DetectionParams) -> tuple[Path, dic
 
 def box_metrics(weights: Path, yolo_dataset: YoloDataset, params: DetectionParams) -> dict:
     """Precision, recall, mAP50 and mAP50-95 on val and test, as ultralytics computes them."""
-    args = {
-        "imgsz": params.train.imgsz,
-        "batch": params.predict.batch,
-        "device": resolve_device(params.train.device),
-    }
+    args = {**params.train.inference_args(), "batch": params.predict.batch}
     values = {}
     for split in EVALUATED_SPLITS:
         metrics = validate_detector(weights, yolo_dataset, split, args, Path(params.train.workdir))
@@ -130,15 +131,12 @@ def predict(
     params: DetectionParams,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Slice predictions for val and test: score = highest box confidence, boxes kept."""
-    split_of = splits.set_index("patient_id")["split"]
-    rows = slices.assign(split=slices["patient_id"].map(split_of))
-    rows = rows[rows["split"].isin(EVALUATED_SPLITS)].reset_index(drop=True)
+    rows = slices_in(slices, splits, EVALUATED_SPLITS)
     args = {
-        "imgsz": params.train.imgsz,
+        **params.train.inference_args(),
         "conf": params.predict.conf,
         "iou": params.predict.iou,
         "max_det": params.predict.max_det,
-        "device": resolve_device(params.train.device),
     }
     scored = list(
         predict_slices(

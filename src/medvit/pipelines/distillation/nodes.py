@@ -34,6 +34,7 @@ from medvit.models import (
     spec_of,
 )
 from medvit.pipelines.tracking import metric_items
+from medvit.splits import slices_in
 from medvit.training import (
     ClassificationTask,
     SliceDataset,
@@ -118,8 +119,7 @@ def training_slices(
     slices: pd.DataFrame, splits: pd.DataFrame, data: DistillationDataParams
 ) -> tuple[pd.DataFrame, list[str]]:
     """Slices of train/val/test patients with their split and class index; checks the classes."""
-    table = slices.merge(splits[["patient_id", "split"]], on="patient_id", how="inner")
-    table = table[table["split"].isin(["train", "val", "test"])].reset_index(drop=True)
+    table = slices_in(slices, splits)
     names = class_names(table, data)
     if data.target == "tumor_type":
         label = table["tumor_type"].map({name: index for index, name in enumerate(names)})
