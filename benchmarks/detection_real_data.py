@@ -23,12 +23,14 @@ import pandas as pd
 
 from medvit.detection.export import YoloDataset, plan_export, write_export
 from medvit.detection.yolo import predict_slices, resolve_device, train_detector, validate_detector
+from medvit.evaluation.ptp import SLICE_KEY
 from medvit.evaluation.slice_metrics import slice_metrics
 from medvit.ingestion.config import ImageFolderSource, IngestionParams
 from medvit.ingestion.store import open_store, write_store
 from medvit.ingestion.stream import stream_units
 from medvit.ingestion.table import build_slice_table
 from medvit.pipelines.data_preparation.nodes import patient_units
+from medvit.splits import with_fingerprint
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "brain_mri"
 DECISION_CONF = 0.25  # ultralytics' default predict confidence: a threshold not tuned on test
@@ -43,7 +45,7 @@ def ingest(folder: Path, size: int) -> tuple[pd.DataFrame, np.ndarray]:
             mask_column="mask",
             tumor_type_column="tumor_type",
         ),
-        ImageFolderSource(name="br35h", root=DATA / "br35h_no_tumor"),
+        ImageFolderSource(name="br35h", root=DATA / "br35h_no_tumor", unit="image"),
     ]
     params = IngestionParams(sources=sources, image_size=size)
     write_store(folder, stream_units(sources, params, "real-data-benchmark"))
@@ -66,7 +68,8 @@ def split_units(table: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFr
     mirror = units[held_out].assign(patient_id=lambda u: u.patient_id + "~val", split="val")
     mirrored = table[table.patient_id.isin(mirror.patient_id.str[:-4])]
     mirrored = mirrored.assign(patient_id=mirrored.patient_id + "~val")
-    return pd.concat([table, mirrored]), pd.concat([units, mirror], ignore_index=True)
+    exported = pd.concat([table, mirrored])
+    return exported, with_fingerprint(pd.concat([units, mirror], ignore_index=True), exported)
 
 
 def main() -> None:
@@ -127,9 +130,7 @@ def main() -> None:
         )
         # figshare slices share a fold as their "patient": number them so each is one slice
         rows = rows.assign(score=[score for score, _ in scored], slice_index=range(len(rows)))
-        slices = slice_metrics(
-            rows[["patient_id", "slice_index", "score", "tumor"]], DECISION_CONF, n_bootstrap=200
-        )
+        slices = slice_metrics(rows[[*SLICE_KEY, "score", "tumor"]], DECISION_CONF, n_bootstrap=200)
         value = slices.set_index("metric")["value"]
         print(
             f"settings: yolov8n from scratch, imgsz {args.imgsz}, batch {args.batch}, "

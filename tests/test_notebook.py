@@ -13,6 +13,7 @@ from kedro.framework.startup import bootstrap_project
 from kedro.runner import SequentialRunner
 from nbclient import NotebookClient
 
+from medvit.evaluation.ptp import SLICE_KEY
 from medvit.pipelines.evaluation import evaluation_pipeline
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -49,7 +50,7 @@ def _evaluate(project: Path, slices: pd.DataFrame, splits: pd.DataFrame) -> None
     slices.to_parquet(project / "data/03_primary/slices.parquet")
     splits.to_parquet(project / "data/05_model_input/splits.parquet")
     rng = np.random.default_rng(0)
-    predictions = slices[["patient_id", "slice_index", "tumor", "boxes"]].assign(
+    predictions = slices[[*SLICE_KEY, "tumor", "boxes"]].assign(
         score=np.clip(0.5 * slices["tumor"] + rng.uniform(0, 0.6, len(slices)), 0, 1)
     )
     split_of = predictions["patient_id"].map(splits.set_index("patient_id")["split"])

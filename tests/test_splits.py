@@ -13,8 +13,11 @@ from medvit.splits import (
     SplitError,
     SplitParams,
     check_disjoint,
+    check_feasible,
     make_splits,
+    slices_in,
     split_counts,
+    with_fingerprint,
 )
 
 
@@ -322,6 +325,60 @@ def test_check_disjoint_catches_leaks_and_orphans():
         check_disjoint(splits, orphan)
 
 
+def _slices_of(units: pd.DataFrame) -> pd.DataFrame:
+    """Two slices per unit, boxes as lists, in patient order."""
+    slices = units.loc[units.index.repeat(2), ["patient_id", "tumor"]].sort_values("patient_id")
+    return slices.assign(
+        slice_index=[0, 1] * len(units), boxes=[[[1.0, 2.0, 3.0, 4.0]]] * len(slices)
+    ).reset_index(drop=True)
+
+
+UNITS = cohort(10, 60)
+SLICES = _slices_of(UNITS)
+
+
+def test_slices_in_keeps_the_modelled_splits_and_drops_unused_patients():
+    units, slices = UNITS, SLICES
+    splits = with_fingerprint(make_splits(units, params(train_ratio={"normal": 1})), slices)
+    assert splits["slice_table_fingerprint"].nunique() == 1
+    unused = ids_in(splits, "unused")
+    assert unused
+
+    table = slices_in(slices, splits)
+    assert set(table["patient_id"]) == set(slices["patient_id"]) - unused
+    kept = slices[~slices["patient_id"].isin(unused)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(table.drop(columns="split"), kept)
+    expected = table["patient_id"].map(splits.set_index("patient_id")["split"])
+    assert (table["split"] == expected).all()
+    assert set(slices_in(slices, splits, ("test",))["split"]) == {"test"}
+
+
+def test_slices_in_refuses_splits_of_another_slice_table():
+    units, slices = UNITS, SLICES
+    splits = with_fingerprint(make_splits(units, SplitParams()), slices)
+    relabelled = slices.assign(tumor=1 - slices["tumor"])
+    old, new = splits["slice_table_fingerprint"].iloc[0], with_fingerprint(splits, relabelled)
+    message = (
+        f"splits.parquet was built from slice table {old}, but slices.parquet is "
+        f"{new['slice_table_fingerprint'].iloc[0]}: rerun data_preparation "
+        r"\(kedro run --pipelines=data_preparation\)"
+    )
+    with pytest.raises(SplitError, match=message):
+        slices_in(relabelled, splits)
+    with pytest.raises(SplitError, match="has no slice_table_fingerprint column"):
+        slices_in(slices, splits.drop(columns="slice_table_fingerprint"))
+
+
+def test_slices_in_fails_on_patients_without_a_split_instead_of_dropping_them():
+    units, slices = UNITS, SLICES
+    splits = make_splits(units, SplitParams())
+    missing = sorted(ids_in(splits, "train"))[:3]
+    partial = with_fingerprint(splits[~splits["patient_id"].isin(missing)], slices)
+    message = f"3 patient(s) in the slice table have no split, e.g. {missing}"
+    with pytest.raises(SplitError, match=re.escape(message)):
+        slices_in(slices, partial)
+
+
 ratios = st.builds(dict, normal=st.integers(1, 12), tumor=st.integers(1, 3))
 held_out = st.one_of(
     st.builds(dict, tumor_patients=st.integers(1, 5), ratio=ratios),
@@ -375,3 +432,37 @@ def test_random_cohorts_split_cleanly_or_fail_with_split_error(n_tumor, n_normal
         assert pool["cv_fold"].notna().all()
         assert pool.groupby("cv_fold")["tumor"].nunique().eq(2).all()
     assert make_splits(units.iloc[::-1], params(**config)).equals(splits)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n_tumor=st.integers(0, 40), n_normal=st.integers(0, 150), config=configs)
+def test_counts_alone_tell_whether_a_cohort_can_be_split(n_tumor, n_normal, config):
+    """The pre-ingestion check fails exactly when the split would, with the same message."""
+    try:
+        make_splits(cohort(n_tumor, n_normal), params(**config))
+    except SplitError as error:
+        with pytest.raises(SplitError) as early:
+            check_feasible(n_tumor, n_normal, params(**config))
+        assert str(early.value) == str(error)
+    else:
+        check_feasible(n_tumor, n_normal, params(**config))
+
+
+def test_a_tumour_only_cohort_is_told_what_it_holds_and_what_to_change():
+    with pytest.raises(SplitError) as failure:
+        check_feasible(30, 0, SplitParams())
+    assert str(failure.value) == (
+        "test needs 27 normal patients at 9:1 for 3 tumour patients, but only 0 normal patients "
+        "remain; change splits.test.ratio or splits.test.tumor_patients, or add a source of "
+        "normal patients. The cohort holds 30 tumour and 0 normal patients."
+    )
+    shortage = "only 1 tumour patients remain; change splits.val.tumor_patients, or add a source"
+    with pytest.raises(SplitError, match=re.escape(shortage)):
+        check_feasible(4, 100, SplitParams())  # test takes 3 of the 4 tumour patients
+
+
+def test_fixed_assignments_wait_for_the_real_units():
+    fixed = params(fixed={"column": "fold", "test": [1]})
+    check_feasible(0, 0, fixed)  # which units hold fold 1 is not known from counts
+    with pytest.raises(SplitError, match="match no unit"):
+        make_splits(cohort(0, 0, folds=2), fixed)

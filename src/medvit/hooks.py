@@ -8,9 +8,10 @@ from typing import Any
 import mlflow
 from kedro.framework.hooks import hook_impl
 
-from medvit.ingestion.table import fingerprint
+from medvit.splits import slice_table_fingerprint
 
 SLICE_TABLE = "slices"
+RUN_TAGS = "run_tags"  # a node output of {tag: value} for the run (e.g. patient_disjoint)
 
 
 def _git_commit() -> str:
@@ -27,8 +28,13 @@ class RunTagsHook:
     """Tags each run with git commit, pipeline and Kedro env, and the slice table's fingerprint.
 
     Registered in settings.py, so it runs after kedro-mlflow's hook (a plugin, registered later and
-    so called earlier by pluggy) has opened the run.
+    so called earlier by pluggy) has opened the run. The slice table is fingerprinted when saved,
+    and when loaded only if the run has no fingerprint yet: every later load of a run reads what
+    was saved or first loaded, and a 100k-row table takes about a second to hash.
     """
+
+    def __init__(self) -> None:
+        self._fingerprinted_run: str | None = None
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
@@ -44,14 +50,20 @@ class RunTagsHook:
             }
         )
 
-    def _tag_slices(self, dataset_name: str, data: Any) -> None:
-        if dataset_name == SLICE_TABLE and mlflow.active_run() is not None:
-            mlflow.set_tag("slice_table_fingerprint", fingerprint(data))
+    def _tag_slices(self, dataset_name: str, data: Any, saved: bool) -> None:
+        run = mlflow.active_run()
+        if dataset_name != SLICE_TABLE or run is None:
+            return
+        if saved or run.info.run_id != self._fingerprinted_run:
+            mlflow.set_tag("slice_table_fingerprint", slice_table_fingerprint(data))
+            self._fingerprinted_run = run.info.run_id
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
-        self._tag_slices(dataset_name, data)
+        self._tag_slices(dataset_name, data, saved=True)
+        if dataset_name == RUN_TAGS and mlflow.active_run() is not None:
+            mlflow.set_tags(data)
 
     @hook_impl
     def after_dataset_loaded(self, dataset_name: str, data: Any) -> None:
-        self._tag_slices(dataset_name, data)
+        self._tag_slices(dataset_name, data, saved=False)

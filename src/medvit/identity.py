@@ -27,10 +27,20 @@ from pydantic import BaseModel
 
 DIGEST_CHARS = 16
 Identity = dict[str, str]
+_PLAIN = frozenset({str, int, bool, type(None)})
+# Characters json.dumps writes as they are (printable ASCII but " and \): no escaping needed.
+_VERBATIM_JSON = r"[ !#-\[\]-~]*"
 
 
 def canonical(value: Any) -> Any:
     """A JSON-ready value equal for equal content, whatever Python or numpy type carries it."""
+    kind = type(value)  # exact types first: most table cells, without the costlier checks below
+    if kind in _PLAIN:
+        return value
+    if kind is float and not math.isnan(value):
+        return int(value) if value.is_integer() else value
+    if kind is list:
+        return [canonical(item) for item in value]
     if isinstance(value, BaseModel):
         return canonical(value.model_dump(mode="json"))
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -65,8 +75,30 @@ def digest(*parts: Any) -> str:
 
 
 def _canonical_column(column: pd.Series) -> pd.Series:
-    """Cells as canonical JSON text, so lists, arrays and scalars of equal content hash alike."""
-    return column.map(lambda cell: json.dumps(canonical(cell), separators=(",", ":")))
+    """Cells as canonical JSON text, so lists, arrays and scalars of equal content hash alike.
+
+    Integer, boolean and plain-text columns take vectorised paths that give the very text of the
+    per-cell path: a 100k-row slice table is fingerprinted by every node that joins it. A missing
+    cell of a text column is null however pandas holds it (None in memory, NaN once read back).
+    """
+    missing = column.isna()
+    if pd.api.types.is_bool_dtype(column.dtype):
+        return column.map({True: "true", False: "false"}).astype(object).where(~missing, "null")
+    if pd.api.types.is_integer_dtype(column.dtype):
+        return column.astype(str).astype(object).where(~missing, "null")
+    cells = pd.Series(column.astype(object).to_numpy(), dtype=object)
+    kinds = cells.map(type)
+    strings = cells[kinds.isin([str])].astype("string")
+    plain = strings.index[strings.str.fullmatch(_VERBATIM_JSON).to_numpy(dtype=bool)]
+    text = pd.Series(None, index=cells.index, dtype=object)
+    text[plain] = '"' + cells[plain] + '"'
+    absent = kinds.isin([type(None)])
+    if isinstance(column.dtype, pd.StringDtype):  # text read back from parquet: None became NaN
+        absent |= missing.to_numpy()
+    text[absent.to_numpy()] = "null"
+    rest = text.isna()
+    text[rest] = cells[rest].map(lambda cell: json.dumps(canonical(cell), separators=(",", ":")))
+    return text
 
 
 def table_digest(table: pd.DataFrame, columns: list[str] | None = None) -> str:
@@ -78,7 +110,7 @@ def table_digest(table: pd.DataFrame, columns: list[str] | None = None) -> str:
     selected = table[columns] if columns is not None else table
     hasher = hashlib.sha256(json.dumps([str(c) for c in selected.columns]).encode())
     for name in selected.columns:
-        text = _canonical_column(selected[name].astype(object))
+        text = _canonical_column(selected[name])
         hasher.update(pd.util.hash_pandas_object(text, index=False).to_numpy().tobytes())
     return hasher.hexdigest()[:DIGEST_CHARS]
 
@@ -99,6 +131,35 @@ def file_digest(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     with Path(path).open("rb") as handle:
         while chunk := handle.read(chunk_bytes):
             hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def content_digest(*chunks: bytes | str | np.ndarray) -> str:
+    """Digest of raw content (an image's pixels, a label's text), where no canonical form is
+    needed and building one would cost far more than hashing the bytes.
+
+    Arrays count with their dtype and shape, and every chunk with its length, so content cannot
+    slide from one chunk into the next.
+    """
+    hasher = hashlib.blake2b(digest_size=DIGEST_CHARS // 2)
+    for chunk in chunks:
+        if isinstance(chunk, np.ndarray):
+            hasher.update(f"{chunk.dtype.str}:{chunk.shape}".encode())
+            data = np.ascontiguousarray(chunk).tobytes()
+        else:
+            data = chunk.encode() if isinstance(chunk, str) else chunk
+        hasher.update(len(data).to_bytes(8, "little"))
+        hasher.update(data)
+    return hasher.hexdigest()
+
+
+def rows_digest(array: np.ndarray, rows: np.ndarray, chunk_rows: int = 4096) -> str:
+    """Digest of the rows of a (memory-mapped) array that a model reads, chunk by chunk: the
+    pixels count in a run's identity without the store being loaded into memory."""
+    hasher = hashlib.blake2b(digest_size=DIGEST_CHARS // 2)
+    hasher.update(f"{array.dtype.str}:{array.shape[1:]}:{len(rows)}".encode())
+    for start in range(0, len(rows), chunk_rows):
+        hasher.update(np.ascontiguousarray(array[rows[start : start + chunk_rows]]).tobytes())
     return hasher.hexdigest()
 
 

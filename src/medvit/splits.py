@@ -43,6 +43,12 @@ Policy (the reference for analysts; every step is deterministic given `seed`):
 6. Reproducibility. Same seed and same units, in any row order, give the same output: units are
    sorted by patient_id before any draw, and draws happen in a fixed order (test, val, train
    subsampling, folds).
+
+Splits belong to one slice table. The pipeline writes the table's content hash on every row of
+the splits (`slice_table_fingerprint`, a column so that any reader keeps it), and `slices_in`,
+which every model stage joins the two tables with, refuses splits drawn from another slice table
+and slices of patients the splits do not list: a stale splits table fails loudly instead of
+silently dropping or mislabelling patients.
 """
 
 from __future__ import annotations
@@ -54,7 +60,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
+from medvit.identity import table_digest
+
 SPLITS = ("train", "val", "test", "unused")
+FINGERPRINT = "slice_table_fingerprint"
 _CLASS_NAMES = {1: "tumour", 0: "normal"}
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
@@ -162,17 +171,49 @@ class SplitParams(BaseModel):
 
 @dataclass(frozen=True)
 class _Request:
-    """Patients a held-out split needs per label, and why, for the shortage message."""
+    """Patients a held-out split needs per label, and why and which parameters set it, for the
+    shortage message."""
 
     split: str
     counts: dict[int, int]
     reasons: dict[int, str]
+    parameters: dict[int, str]
 
 
 def make_splits(units: pd.DataFrame, params: SplitParams) -> pd.DataFrame:
-    """Assign every unit to train, val, test or unused following the module policy."""
+    """Assign every unit to train, val, test or unused following the module policy.
+
+    A SplitError ends with what the cohort holds per label: with the parameter named in it, the
+    message alone says what to change.
+    """
+    labels = _clean_units(units, params.fixed.column if params.fixed else None)
+    try:
+        return _assign(labels, params)
+    except SplitError as error:
+        n_tumor = int(labels["tumor"].sum())
+        raise SplitError(
+            f"{error}. The cohort holds {n_tumor} tumour and {len(labels) - n_tumor} normal "
+            "patients."
+        ) from None
+
+
+def check_feasible(n_tumor: int, n_normal: int, params: SplitParams) -> None:
+    """Raise the SplitError `make_splits` would raise on a cohort of these patient counts.
+
+    Which patients are drawn never changes how many are needed, so the policy run on stand-in
+    units is exact, keeps one copy of the arithmetic and takes milliseconds: a request the cohort
+    cannot meet fails before any image is decoded. `fixed` assignments depend on which units hold
+    which value, not on counts, so with `fixed` set the check waits for the real units.
+    """
+    if params.fixed is not None:
+        return
+    labels = [1] * n_tumor + [0] * n_normal
+    ids = [f"unit{index:09d}" for index in range(len(labels))]
+    make_splits(pd.DataFrame({"patient_id": ids, "tumor": labels}), params)
+
+
+def _assign(labels: pd.DataFrame, params: SplitParams) -> pd.DataFrame:
     fixed = params.fixed
-    labels = _clean_units(units, fixed.column if fixed else None)
     tumor = labels["tumor"]
     split = pd.Series(None, index=tumor.index, dtype=object)
     rng = np.random.default_rng(params.seed)
@@ -220,15 +261,56 @@ def split_counts(splits: pd.DataFrame) -> dict[str, int]:
     return counts
 
 
+def slice_table_fingerprint(slices: pd.DataFrame) -> str:
+    """The slice table's content hash: what a run is tagged with and what splits are drawn from.
+
+    Canonical (`medvit.identity.table_digest`), so it is the same before and after a parquet
+    round trip, whether `boxes` holds lists or arrays.
+    """
+    return table_digest(slices)
+
+
+def with_fingerprint(splits: pd.DataFrame, slices: pd.DataFrame) -> pd.DataFrame:
+    """The splits with the fingerprint of the slice table they were drawn from on every row."""
+    return splits.assign(**{FINGERPRINT: slice_table_fingerprint(slices)})
+
+
 def slices_in(
     slices: pd.DataFrame, splits: pd.DataFrame, keep: tuple[str, ...] = ("train", "val", "test")
 ) -> pd.DataFrame:
     """The slices of patients assigned to `keep`, in their order, with a `split` column.
 
-    What every model stage starts from: `unused` patients (and any without a split) drop out.
+    What every model stage starts from. `unused` patients drop out; splits drawn from another
+    slice table, or a patient of the slice table with no split, are errors (a join would drop or
+    mislabel their slices silently).
     """
+    _check_drawn_from(splits, slice_table_fingerprint(slices))
+    _check_every_patient_split(splits, slices)
     split = slices["patient_id"].map(splits.set_index("patient_id")["split"])
     return slices.assign(split=split)[split.isin(keep)].reset_index(drop=True)
+
+
+def _check_drawn_from(splits: pd.DataFrame, fingerprint: str) -> None:
+    rerun = "rerun data_preparation (kedro run --pipelines=data_preparation)"
+    if FINGERPRINT not in splits:
+        raise SplitError(
+            f"splits.parquet has no {FINGERPRINT} column, so which slice table it was drawn from "
+            f"is unknown (it predates that column or was written by hand): {rerun}"
+        )
+    built_from = sorted(splits[FINGERPRINT].astype(str).unique())
+    if built_from != [fingerprint]:
+        raise SplitError(
+            f"splits.parquet was built from slice table {', '.join(built_from) or 'none'}, "
+            f"but slices.parquet is {fingerprint}: {rerun}"
+        )
+
+
+def _check_every_patient_split(splits: pd.DataFrame, slices: pd.DataFrame) -> None:
+    unknown = sorted(set(slices["patient_id"].astype(str)) - set(splits["patient_id"].astype(str)))
+    if unknown:
+        raise SplitError(
+            f"{len(unknown)} patient(s) in the slice table have no split, e.g. {unknown[:5]}"
+        )
 
 
 def check_disjoint(splits: pd.DataFrame, slices: pd.DataFrame) -> None:
@@ -238,13 +320,9 @@ def check_disjoint(splits: pd.DataFrame, slices: pd.DataFrame) -> None:
     splits, a `split` column; both tables must agree on a single split per patient, and slices of
     patients missing from `splits` are reported because a join would drop them silently.
     """
+    _check_every_patient_split(splits, slices)
     split_ids = splits["patient_id"].astype(str)
     slice_ids = slices["patient_id"].astype(str)
-    unknown = sorted(set(slice_ids) - set(split_ids))
-    if unknown:
-        raise SplitError(
-            f"{len(unknown)} patient(s) in the slice table have no split, e.g. {unknown[:5]}"
-        )
     assignments = [pd.DataFrame({"patient_id": split_ids, "split": splits["split"]})]
     if "split" in slices:
         assignments.append(pd.DataFrame({"patient_id": slice_ids, "split": slices["split"]}))
@@ -321,26 +399,29 @@ def _held_out_request(name: str, spec: HeldOutSplit, tumor: pd.Series) -> _Reque
             if count == 0:
                 raise SplitError(
                     f"{name} would get no {_CLASS_NAMES[label]} patient: "
-                    f"fraction {fraction} of {n_tumor if label else n_normal} rounds to 0"
+                    f"fraction {fraction} of {n_tumor if label else n_normal} rounds to 0; "
+                    f"raise splits.{name}.fraction"
                 )
-        return _Request(name, counts, reasons)
+        return _Request(name, counts, reasons, dict.fromkeys(counts, f"splits.{name}.fraction"))
 
     ratio = spec.ratio
     if spec.tumor_patients is not None:
-        tumour, tumour_reason = spec.tumor_patients, ""
+        tumour, tumour_reason, size = spec.tumor_patients, "", "tumor_patients"
     else:
         tumour = max(1, _round_half_up(spec.tumor_fraction * n_tumor))
         tumour_reason = f" (tumor_fraction {spec.tumor_fraction} of {n_tumor})"
+        size = "tumor_fraction"
     normal = _scale(tumour, ratio.normal, ratio.tumor)
     if normal == 0:
         raise SplitError(
             f"{name} would get no normal patient: {tumour} tumour patient(s) at {ratio} "
-            f"round to 0 normal patients"
+            f"round to 0 normal patients; raise splits.{name}.ratio.normal"
         )
     return _Request(
         name,
         {1: tumour, 0: normal},
         {1: tumour_reason, 0: f" at {ratio} for {tumour} tumour patients"},
+        {1: f"splits.{name}.{size}", 0: f"splits.{name}.ratio or splits.{name}.{size}"},
     )
 
 
@@ -354,7 +435,8 @@ def _draw(request: _Request, available: pd.Series, rng: np.random.Generator) -> 
             kind = _CLASS_NAMES[label]
             raise SplitError(
                 f"{request.split} needs {need} {kind} patients{request.reasons[label]}, "
-                f"but only {len(pool)} {kind} patients remain"
+                f"but only {len(pool)} {kind} patients remain; change {request.parameters[label]}, "
+                f"or add a source of {kind} patients"
             )
         chosen.extend(str(pid) for pid in rng.choice(pool, size=need, replace=False))
     return chosen

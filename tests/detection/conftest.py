@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from medvit.detection.export import ExportPlan, YoloDataset, plan_export, write_export
+from medvit.splits import with_fingerprint
 
 SIZE = 64
 
@@ -37,7 +38,8 @@ def cohort() -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
                 rows.append(
                     {
                         "patient_id": patient,
-                        "series_id": f"S-{patient}",
+                        "study_id": f"S-{patient}",
+                        "series_id": f"R-{patient}",
                         "slice_index": slice_index,
                         "tumor": int(box is not None),
                         "boxes": [box] if box else [],
@@ -45,8 +47,9 @@ def cohort() -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
                     }
                 )
                 images.append(_slice(rng, box))
+    slices = pd.DataFrame(rows)
     splits = pd.DataFrame(patients, columns=["patient_id", "split", "tumor"])
-    return pd.DataFrame(rows), splits, np.stack(images)
+    return slices, with_fingerprint(splits, slices), np.stack(images)
 
 
 @pytest.fixture

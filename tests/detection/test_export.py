@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -14,6 +15,7 @@ from medvit.detection.export import (
     write_export,
     yolo_label,
 )
+from medvit.splits import with_fingerprint
 
 
 def test_labels_are_normalised_centres_and_backgrounds_are_empty():
@@ -81,7 +83,7 @@ def test_plan_refuses_data_a_detector_cannot_learn_or_be_judged_on(cohort):
         tumor=slices["tumor"].where(~slices.patient_id.str.contains("val"), 0)
     )
     with pytest.raises(DetectionInputError, match="val have no tumour slice"):
-        plan_export(normal_val, splits, images)
+        plan_export(normal_val, with_fingerprint(splits, normal_val), images)
 
 
 def test_unused_patients_are_not_exported(cohort):
@@ -90,3 +92,22 @@ def test_unused_patients_are_not_exported(cohort):
     plan = plan_export(slices, splits, images)
     assert not plan.items["name"].str.startswith("P-train3").any()
     assert set(plan.items["split"]) == {"train", "val", "test"}
+
+
+def test_file_names_carry_the_whole_slice_key(cohort):
+    """A T2 series and a follow-up study number their slices like the T1 series: every slice
+    still gets its own file, named by patient, study, series and slice index."""
+    slices, splits, images = cohort
+    first = slices[slices.patient_id == "P-train0"]
+    t2 = first.assign(series_id="R-t2")
+    follow_up = first.assign(study_id="S-later", series_id="R-later")
+    more = pd.concat([slices, t2, follow_up], ignore_index=True)
+    plan = plan_export(more, with_fingerprint(splits, more), images)
+    names = plan.items.loc[plan.items.name.str.startswith("P-train0_"), "name"]
+    assert len(names) == names.nunique() == 3 * 4
+    assert "P-train0_S-P-train0_R-t2_0001" in set(names)
+    assert "P-train0_S-later_R-later_0003" in set(names)
+
+    twice = pd.concat([slices, first], ignore_index=True)
+    with pytest.raises(DetectionInputError, match=r"4 slice\(s\) repeat a \(patient_id, study_id"):
+        plan_export(twice, with_fingerprint(splits, twice), images)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
-import mlflow
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 
 from medvit.detection.export import DetectionInputError
 from medvit.detection.yolo import (
@@ -19,6 +23,7 @@ from medvit.detection.yolo import (
     validate_detector,
 )
 
+CHILD = Path(__file__).with_name("live_mlflow_child.py")
 TINY = {
     "epochs": 2,
     "imgsz": 64,
@@ -51,27 +56,50 @@ def test_weights_must_exist_unless_ultralytics_knows_them(tmp_path):
         resolve_weights("models/missing.pt")
 
 
-def _trainer_module_callback(module: str, calls: list[str]):
-    def callback(trainer) -> None:
-        calls.append(module)
+def _train_outside_pytest(tmp_path: Path, dataset: Path, *flags: str) -> MlflowClient:
+    """Run the child script with ultralytics' callback live; its MLflow store, to inspect.
 
-    callback.__module__ = module
-    return callback
+    No PYTEST_*/GITHUB_* variables (either makes ultralytics switch its callbacks off), no
+    inherited MLFLOW_* variables, and fresh ultralytics settings, in which mlflow is on.
+    """
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("PYTEST_", "GITHUB_", "MLFLOW_", "YOLO_"))
+    }
+    env |= {"YOLO_CONFIG_DIR": str(tmp_path / "ultralytics"), "YOLO_OFFLINE": "1"}
+    # One epoch at 32 px without per-epoch validation: the final validation still runs.
+    settings = json.dumps({**TINY, "epochs": 1, "imgsz": 32, "val": False})
+    command = [sys.executable, str(CHILD), str(dataset), str(tmp_path / "run"), store, settings]
+    command += flags
+    child = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0, child.stderr[-3000:]
+    return MlflowClient(store)
 
 
-def test_integration_callbacks_are_skipped():
-    calls: list[str] = []
-    trainer = TrackedDetectionTrainer.__new__(TrackedDetectionTrainer)
-    modules = [
-        "ultralytics.utils.callbacks.mlflow",
-        "ultralytics.utils.callbacks.platform",
-        "ultralytics.utils.events",
-        "ultralytics.utils.callbacks.base",
-        "medvit.somewhere",
-    ]
-    trainer.callbacks = {"on_fit_epoch_end": [_trainer_module_callback(m, calls) for m in modules]}
-    trainer.run_callbacks("on_fit_epoch_end")
-    assert calls == ["ultralytics.utils.callbacks.base", "medvit.somewhere"]
+def test_ultralytics_mlflow_callback_opens_no_run_and_logs_nothing(tmp_path, exported):
+    client = _train_outside_pytest(tmp_path, exported.root)
+    experiments = client.search_experiments()
+    assert sorted(experiment.name for experiment in experiments) == ["Default", "medvit"]
+    runs = client.search_runs([experiment.experiment_id for experiment in experiments])
+    assert [run.info.run_name for run in runs] == ["kedro"]  # the one run the child opened
+    (run,) = runs
+    assert run.data.params == {}  # ultralytics would log its ~100 train arguments here
+    assert run.data.metrics == {}
+    assert client.list_artifacts(run.info.run_id) == []
+
+
+@pytest.mark.slow
+def test_without_our_skip_the_live_callback_would_log(tmp_path, exported):
+    """The control: the same child through ultralytics' own dispatch, so the test above can fail."""
+    client = _train_outside_pytest(tmp_path, exported.root, "--without-skip")
+    experiments = client.search_experiments()
+    assert len(experiments) == 3  # ultralytics adds one named after the run folder's parent
+    (run,) = client.search_runs([experiment.experiment_id for experiment in experiments])
+    assert "imgsz" in run.data.params
+    assert "metrics/mAP50B" in run.data.metrics
+    assert client.list_artifacts(run.info.run_id)
 
 
 @pytest.mark.slow
@@ -96,11 +124,10 @@ def test_interrupted_training_resumes_and_predicts(tmp_path, exported, plan, mon
     assert trained.resumed
     assert trained.history()["epoch"].tolist() == [1, 2]  # epoch 1 kept, epoch 2 added
     assert "metrics/mAP50" in trained.history().columns
-    assert mlflow.active_run() is None  # ultralytics opened no run of its own
 
     fresh = train_detector(exported, "yolov8n.yaml", {**TINY, "seed": 1}, workdir)
     assert not fresh.resumed  # other settings: a new run, not a continuation
-    assert json.loads((workdir / STATE_FILE).read_text())["fingerprint"]
+    assert json.loads((workdir / STATE_FILE).read_text())["identity"]["train.seed"]
 
     metrics = validate_detector(
         trained.best, exported, "test", {"imgsz": 64, "batch": 8, "device": "cpu"}, tmp_path

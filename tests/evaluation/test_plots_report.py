@@ -17,10 +17,13 @@ RULE = AggregationRule("max")
 
 @pytest.fixture
 def cohort() -> tuple[pd.DataFrame, pd.DataFrame]:
+    # Patient a has a T1 and a T2 series, both numbered from 0; the others one series each.
     slices = pd.DataFrame(
         {
             "patient_id": ["a", "a", "b", "c", "d"],
-            "slice_index": [0, 1, 0, 0, 0],
+            "study_id": ["S-a", "S-a", "S-b", "S-c", "S-d"],
+            "series_id": ["R-a1", "R-a2", "R-b", "R-c", "R-d"],
+            "slice_index": [0, 0, 0, 0, 0],
             "score": [0.2, 0.9, 0.7, 0.3, 0.1],
         }
     )
@@ -87,3 +90,17 @@ def test_report_has_metrics_patients_and_figure_links(cohort, patients):
         assert f"| {patient_id} |" in page
     assert "| FN |" in page
     assert "undefined" not in page.split("## Patients")[1]
+
+
+def test_study_level_report_lists_studies(cohort):
+    slices, labels = cohort
+    follow_up = slices.iloc[[0]].assign(study_id="S-a2", series_id="R-a3", score=0.05)
+    slices = pd.concat([slices, follow_up], ignore_index=True)
+    studies = patient_table(slices, labels, RULE, 0.5, by="study")
+    metrics = patient_metrics(slices, labels, RULE, 0.5, n_bootstrap=0, by="study")
+    page = render_report("vit_small", "test", metrics, studies, {}, {"aggregate_by": "study"})
+    listed = page.split("## Studies")[1]
+    assert "| patient_id | study_id | tumor |" in listed
+    assert "| a | S-a | 1 | 0.900 | 1 | TP |" in listed
+    assert "| a | S-a2 | 1 | 0.050 | 0 | FN |" in listed
+    assert "n_patients = 4, n_studies = 5" in page

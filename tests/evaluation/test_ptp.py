@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from medvit.evaluation.ptp import (
+    SLICE_KEY,
     AggregationRule,
     EvaluationInputError,
     aggregate,
@@ -52,14 +53,14 @@ METRIC_NAMES = [
 
 
 def frames(patients: dict[str, tuple[int, list[float]]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """{patient_id: (tumor, slice scores)} -> (slice_predictions, patient_labels)."""
+    """{patient_id: (tumor, slice scores)} -> (slice_predictions, patient_labels); one series."""
     slices = pd.DataFrame(
         [
-            (patient_id, index, score)
+            (patient_id, f"S-{patient_id}", f"R-{patient_id}", index, score)
             for patient_id, (_, scores) in patients.items()
             for index, score in enumerate(scores)
         ],
-        columns=["patient_id", "slice_index", "score"],
+        columns=[*SLICE_KEY, "score"],
     )
     labels = pd.DataFrame(
         [(patient_id, tumor) for patient_id, (tumor, _) in patients.items()],
@@ -95,10 +96,11 @@ def test_worked_example_matches_the_study(worked_example):
 
 def test_table_has_every_metric_in_order_and_counts_have_no_interval(worked_example):
     table = patient_metrics(*worked_example, MAX, 0.5, n_bootstrap=20)
-    assert list(table.columns) == ["metric", "value", "ci_low", "ci_high"]
+    assert list(table.columns) == ["metric", "value", "ci_low", "ci_high", "ci_method"]
     assert table["metric"].tolist() == METRIC_NAMES
     counts = table.set_index("metric").loc[["tp", "fp", "tn", "fn", "n_patients"]]
     assert counts[["ci_low", "ci_high"]].isna().all().all()
+    assert (counts["ci_method"] == "none").all()
     metrics = values(table)
     assert (metrics["n_patients"], metrics["n_tumor"], metrics["n_normal"]) == (30, 3, 27)
 
@@ -240,8 +242,9 @@ def test_flatten_metrics_skips_nan_intervals(worked_example):
     table = patient_metrics(*worked_example, MAX, 0.5, n_bootstrap=20)
     flat = flatten_metrics(table)
     assert flat["tumor_f1"] == pytest.approx(6 / 7)
-    assert "tumor_f1_ci_low" in flat
-    assert "tumor_f1_ci_high" in flat
+    assert flat["sensitivity_ci_low"] == pytest.approx(0.025 ** (1 / 3))  # exact, 3 of 3
+    assert flat["sensitivity_ci_high"] == 1.0
+    assert "tumor_f1_ci_low" not in flat  # 3 tumour patients: the bootstrap is not informative
     assert flat["tp"] == 3.0
     assert "tp_ci_low" not in flat
     assert all(isinstance(value, float) for value in flat.values())
@@ -288,8 +291,102 @@ def test_missing_columns():
 def test_duplicated_slices():
     slices, labels = frames({"a": (1, [0.9, 0.2]), "b": (0, [0.1])})
     slices.loc[1, "slice_index"] = 0
-    with pytest.raises(EvaluationInputError, match=r"patient_id, slice_index.*patients a"):
+    with pytest.raises(
+        EvaluationInputError, match=r"patient_id, study_id, series_id, slice_index.*patients a"
+    ):
         patient_metrics(slices, labels, MAX, 0.5)
+
+
+def test_predictions_without_series_are_refused_not_merged():
+    slices, labels = frames({"a": (1, [0.9, 0.2]), "b": (0, [0.1])})
+    with pytest.raises(EvaluationInputError, match=r"missing column.*series_id"):
+        patient_metrics(slices.drop(columns="series_id"), labels, MAX, 0.5)
+
+
+# --- patients with several studies and series --------------------------------------------------
+
+
+def followed_up() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Patient `a` (tumour) has a baseline with T1 and T2 and a follow-up with T1, all numbered
+    0, 1, 2; the tumour shows on the baseline T2 only. `b` (normal) has one series; `c` (normal)
+    a baseline and a follow-up with a false alarm at follow-up."""
+    rows = [
+        ("a", "S-a1", "R-a1t1", [0.1, 0.3, 0.2]),
+        ("a", "S-a1", "R-a1t2", [0.2, 0.9, 0.4]),
+        ("a", "S-a2", "R-a2t1", [0.1, 0.2, 0.1]),
+        ("b", "S-b1", "R-b1t1", [0.1, 0.2, 0.3]),
+        ("c", "S-c1", "R-c1t1", [0.1, 0.1, 0.2]),
+        ("c", "S-c2", "R-c2t1", [0.6, 0.1, 0.2]),
+    ]
+    slices = pd.DataFrame(
+        [
+            (patient, study, series, index, score)
+            for patient, study, series, scores in rows
+            for index, score in enumerate(scores)
+        ],
+        columns=[*SLICE_KEY, "score"],
+    )
+    labels = pd.DataFrame({"patient_id": ["a", "b", "c"], "tumor": [1, 0, 0]})
+    return slices, labels
+
+
+def test_series_sharing_slice_indices_aggregate_into_one_patient():
+    slices, labels = followed_up()
+    patients = aggregate(slices, MAX)
+    assert patients["patient_id"].tolist() == ["a", "b", "c"]
+    assert patients["score"].tolist() == [0.9, 0.3, 0.6]  # the max over every series
+    assert patients["n_slices"].tolist() == [9, 3, 6]
+    table = patient_table(slices, labels, AggregationRule("mean_topk", k=2), 0.5)
+    assert table["score"].tolist() == pytest.approx([0.65, 0.25, 0.4])  # top 2 across series
+    metrics = values(patient_metrics(slices, labels, MAX, 0.5, n_bootstrap=0))
+    assert (metrics["n_patients"], metrics["tp"], metrics["fp"], metrics["tn"]) == (3, 1, 1, 1)
+    assert "n_studies" not in metrics
+
+
+def test_study_level_calls_each_study_with_its_patients_truth():
+    slices, labels = followed_up()
+    table = patient_table(slices, labels, MAX, 0.5, by="study")
+    assert table.columns.tolist()[:3] == ["patient_id", "study_id", "tumor"]
+    assert list(zip(table["study_id"], table["tumor"], table["score"], strict=True)) == [
+        ("S-a1", 1, 0.9),
+        ("S-a2", 1, 0.2),  # the follow-up of a tumour patient is judged as a tumour study
+        ("S-b1", 0, 0.3),
+        ("S-c1", 0, 0.2),
+        ("S-c2", 0, 0.6),
+    ]
+    assert table["n_slices"].tolist() == [6, 3, 3, 3, 3]
+    metrics = values(patient_metrics(slices, labels, MAX, 0.5, n_bootstrap=0, by="study"))
+    assert (metrics["n_patients"], metrics["n_studies"]) == (3, 5)
+    assert (metrics["tp"], metrics["fn"], metrics["fp"], metrics["tn"]) == (1, 1, 1, 2)
+    assert (metrics["n_tumor"], metrics["n_normal"]) == (2, 3)
+    assert choose_threshold(slices, labels, MAX, by="study") == pytest.approx(0.75)
+
+
+def test_study_level_intervals_resample_patients_with_all_their_studies():
+    """Each tumour patient has one study found (0.9) and one missed (0.1, tied with every normal
+    study). Drawing whole patients keeps both studies together, so every resample has AUROC
+    0.5 + 0.5 * 0.5 = 0.75 exactly: no spread (a zero-width or not informative interval). Drawing
+    studies one by one would spread it."""
+    rows = []
+    for number in range(5):
+        for patient, tumour_score in ((f"t{number}", 0.9), (f"n{number}", 0.1)):
+            for study, score in (("S1", tumour_score), ("S2", 0.1)):
+                rows.append((patient, f"{patient}{study}", f"R-{patient}{study}", 0, score))
+    slices = pd.DataFrame(rows, columns=[*SLICE_KEY, "score"])
+    labels = pd.DataFrame(
+        {"patient_id": [f"{kind}{n}" for n in range(5) for kind in "tn"], "tumor": [1, 0] * 5}
+    )
+    table = patient_metrics(slices, labels, MAX, 0.5, n_bootstrap=200, by="study")
+    auroc = table.set_index("metric").loc["auroc"]
+    assert auroc["value"] == 0.75
+    spread = auroc["ci_high"] - auroc["ci_low"]
+    assert spread == 0 or np.isnan(spread)
+
+
+def test_unknown_unit_is_refused():
+    slices, _ = followed_up()
+    with pytest.raises(ValueError, match="aggregate by one of patient, study"):
+        aggregate(slices, MAX, by="series")
 
 
 def test_bad_labels():

@@ -14,8 +14,10 @@ from medvit.evaluation.slice_metrics import choose_slice_threshold, slice_metric
 
 
 def slices(rows: list[tuple[str, float, int]]) -> pd.DataFrame:
-    """[(patient_id, score, tumor)] with slice indices numbered per patient."""
+    """[(patient_id, score, tumor)], one series per patient, slices numbered in order."""
     frame = pd.DataFrame(rows, columns=["patient_id", "score", "tumor"])
+    frame["study_id"] = "S-" + frame["patient_id"]
+    frame["series_id"] = "R-" + frame["patient_id"]
     frame["slice_index"] = frame.groupby("patient_id").cumcount()
     return frame
 
@@ -61,12 +63,14 @@ def test_bootstrap_resamples_whole_patients():
 
 
 def test_interval_reflects_patients_not_slices():
-    # Two patients, each with all slices right or all wrong: a slice bootstrap would be tight
-    # around 0.5, a patient bootstrap must reach both 0 and 1.
-    frame = slices([("a", 0.9, 1)] * 50 + [("b", 0.1, 1)] * 50)
-    table = slice_metrics(frame, 0.5, n_bootstrap=200).set_index("metric")
-    assert table.loc["sensitivity", "ci_low"] == 0.0
-    assert table.loc["sensitivity", "ci_high"] == 1.0
+    # Ten patients of 50 slices, five with every slice found and five with none: a slice
+    # bootstrap would be tight around 0.5 (+-0.03), a patient bootstrap must be about +-0.3.
+    found = [(f"hit{number}", 0.9, 1) for number in range(5) for _ in range(50)]
+    missed = [(f"miss{number}", 0.1, 1) for number in range(5) for _ in range(50)]
+    table = slice_metrics(slices(found + missed), 0.5, n_bootstrap=200).set_index("metric")
+    assert table.loc["sensitivity", "ci_method"] == "bootstrap"
+    assert table.loc["sensitivity", "ci_low"] <= 0.3
+    assert table.loc["sensitivity", "ci_high"] >= 0.7
 
 
 def test_interval_contains_point_estimate(two_patients):
@@ -74,7 +78,10 @@ def test_interval_contains_point_estimate(two_patients):
         [two_patients.assign(patient_id=two_patients["patient_id"] + str(i)) for i in range(6)]
     )
     table = slice_metrics(frame, 0.5, n_bootstrap=100)
-    rates = table[~table["metric"].isin(["n_slices", "n_positive"])]
+    # Copies of two patients: sensitivity, specificity and AUROC are the same in every resample
+    # (not informative); what mixes both patients' slices varies.
+    rates = table[table["ci_method"] == "bootstrap"]
+    assert {"precision", "f1", "accuracy"} <= set(rates["metric"])
     assert (rates["ci_low"] <= rates["value"] + 1e-9).all()
     assert (rates["value"] <= rates["ci_high"] + 1e-9).all()
 
@@ -109,3 +116,17 @@ def test_bad_input(two_patients):
         slice_metrics(two_patients.assign(slice_index=0), 0.5)
     with pytest.raises(EvaluationInputError, match="no rows"):
         slice_metrics(two_patients.iloc[:0], 0.5)
+
+
+def test_series_sharing_slice_indices_are_all_counted_and_resampled_with_their_patient():
+    """Each tumour patient's T1 series is found and its T2 series (same slice indices) missed:
+    resampling patients keeps both together, so sensitivity is 0.5 in every resample."""
+    found = slices([(f"p{number}", 0.9, 1) for number in range(6) for _ in range(3)])
+    missed = found.assign(series_id=found["series_id"] + "-t2", score=0.1)
+    normal = slices([(f"n{number}", 0.2, 0) for number in range(6) for _ in range(3)])
+    table = slice_metrics(pd.concat([found, missed, normal]), 0.5, n_bootstrap=100)
+    metrics = table.set_index("metric")
+    assert (metrics.loc["n_slices", "value"], metrics.loc["n_positive", "value"]) == (54, 36)
+    assert metrics.loc["sensitivity", "value"] == 0.5
+    spread = metrics.loc["sensitivity", "ci_high"] - metrics.loc["sensitivity", "ci_low"]
+    assert spread == 0 or np.isnan(spread)

@@ -14,7 +14,7 @@ from pydicom.data import get_testdata_file
 from medvit.ingestion.config import IngestionParams
 from medvit.ingestion.store import SliceStore, open_store, write_store
 from medvit.ingestion.stream import stream_units
-from medvit.ingestion.table import build_slice_table
+from medvit.ingestion.table import build_slice_table, name_files
 
 Ingest = Callable[..., tuple[pd.DataFrame, pd.DataFrame, SliceStore]]
 
@@ -24,10 +24,11 @@ def ingest(tmp_path: Path) -> Ingest:
     def run(sources: list, **settings) -> tuple[pd.DataFrame, pd.DataFrame, SliceStore]:
         params = IngestionParams(sources=sources, **{"workers": 1, "image_size": 32, **settings})
         store_dir = tmp_path / "store"
-        write_store(store_dir, stream_units(sources, params, "test-key"))
+        stream = stream_units(sources, params, "test-key")
+        write_store(store_dir, stream)
         store = open_store(store_dir)
         table, report = build_slice_table(store.records, store.quarantine)
-        return table, report, store
+        return table, name_files(report, stream.lookup()), store
 
     return run
 

@@ -127,7 +127,7 @@ def _bad_tree(tmp_path: Path, mr_small: pydicom.Dataset) -> DicomSource:
     boxes = pd.DataFrame(
         [
             {"sop_instance_uid": good[0].SOPInstanceUID, "x1": 10, "y1": 10, "x2": 20, "y2": 20},
-            {"sop_instance_uid": good[1].SOPInstanceUID, "x1": 50, "y1": 50, "x2": 90, "y2": 60},
+            {"sop_instance_uid": good[1].SOPInstanceUID, "x1": 70, "y1": 50, "x2": 90, "y2": 60},
             {"sop_instance_uid": "1.2.3.4.5.999", "x1": 1, "y1": 1, "x2": 2, "y2": 2},
         ]
     )
@@ -146,7 +146,8 @@ def test_every_bad_input_is_quarantined_with_its_reason(tmp_path, mr_small, inge
     assert kinds["mpeg.dcm"] == "undecodable"
     assert kinds["f001.dcm"] == "bad_annotation"  # box outside the 64x64 image
     assert kinds["boxes.csv"] == "orphan_label"  # box for a SOP that does not exist
-    assert "1.2.3.4.5.999" in report.loc[report.kind == "orphan_label", "reason"].iloc[0]
+    orphan = report.loc[report.kind == "orphan_label", "reason"].iloc[0]
+    assert "line 4" in orphan and "1.2.3.4.5.999" not in orphan  # the CSV line, not the UID
     assert "outside" in report.loc[report.kind == "bad_annotation", "reason"].iloc[0]
     assert len(table) == 3  # f000, f002, f003 survive
     boxed = table[table.tumor == 1]
@@ -165,3 +166,19 @@ def test_patient_identifiers_are_pseudonymised(tmp_path, mr_small, ingest):
 def test_missing_root_is_a_clear_error(tmp_path, ingest):
     with pytest.raises(ValueError, match="DICOM root folder not found"):
         ingest([DicomSource(name="t", root=tmp_path / "absent")])
+
+
+def test_burned_in_annotation_is_quarantined_unless_the_source_allows_it(
+    tmp_path, mr_small, ingest
+):
+    written = _series(mr_small, tmp_path / "s", 3)
+    for index, flag in enumerate(("YES", "NO")):
+        written[index].BurnedInAnnotation = flag
+        written[index].save_as(tmp_path / "s" / f"f{index:03d}.dcm")
+    source = DicomSource(name="t", root=tmp_path / "s")
+    table, report, _ = ingest([source], max_bad_fraction=1.0)
+    assert len(table) == 2 and report.path.tolist() == ["f000.dcm"]
+    assert report.kind.tolist() == ["burned_in_annotation"]
+    assert "allow_burned_in: true for source 't'" in report.reason.iloc[0]
+    table, report, _ = ingest([source.model_copy(update={"allow_burned_in": True})])
+    assert len(table) == 3 and report.empty

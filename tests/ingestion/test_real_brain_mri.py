@@ -26,7 +26,7 @@ def test_figshare_and_br35h_ingest_and_split_by_fold(ingest):
             group_column="fold",
             tumor_type_column="tumor_type",
         ),
-        ImageFolderSource(name="br35h", root=DATA / "br35h_no_tumor"),
+        ImageFolderSource(name="br35h", root=DATA / "br35h_no_tumor", unit="image"),
     ]
     table, report, store = ingest(sources, image_size=128, workers=2)
     assert len(table) + len(report) == 2400 + 1100

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import mlflow
+import numpy as np
 import pandas as pd
 import pydicom
 import pytest
 from mlflow.tracking import MlflowClient
+
+from medvit.splits import SplitError, slice_table_fingerprint
 
 SLICE_CONTRACT = [
     "patient_id",
@@ -28,8 +32,10 @@ def test_demo_cohort_is_ingested_split_and_tracked(project, run_kedro, latest_ru
     slices = pd.read_parquet(project / "data/03_primary/slices.parquet")
     splits = pd.read_parquet(project / "data/05_model_input/splits.parquet")
     assert set(SLICE_CONTRACT) <= set(slices.columns)
-    assert len(slices) == 24 * 6 and slices.patient_id.nunique() == 24
+    assert len(slices) == 60 * 6 and slices.patient_id.nunique() == 24
     assert set(slices.groupby("series_id").slice_index.apply(tuple)) == {tuple(range(6))}
+    per_patient = slices.groupby("patient_id")[["study_id", "series_id"]].nunique()
+    assert sorted(map(tuple, per_patient.to_numpy())) == [(1, 1)] * 12 + [(2, 4)] * 12
     assert (project / "data/08_reporting/ingestion_quarantine.csv").is_file()
     assert splits.groupby("patient_id").split.nunique().max() == 1
     test = splits[splits.split == "test"]
@@ -38,10 +44,15 @@ def test_demo_cohort_is_ingested_split_and_tracked(project, run_kedro, latest_ru
     run = latest_run()
     assert run.data.metrics["ingest/slices"] == len(slices)
     assert run.data.metrics["ingest/quarantined"] == 0
+    assert run.data.metrics["ingest/clipped_boxes"] == 0
+    assert run.data.tags["patient_disjoint"] == "true"
     assert run.data.metrics["split/test/tumor"] == 1
     assert run.data.tags["kedro_pipeline"] == "data_preparation"
     assert run.data.tags["kedro_env"] == "local"
     assert len(run.data.tags["slice_table_fingerprint"]) == 16
+    # the splits name the slice table they were drawn from, as read back from parquet
+    assert set(splits.slice_table_fingerprint) == {run.data.tags["slice_table_fingerprint"]}
+    assert slice_table_fingerprint(slices) == run.data.tags["slice_table_fingerprint"]
     assert run.data.tags["git_commit"]
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     artifacts = {
@@ -49,7 +60,7 @@ def test_demo_cohort_is_ingested_split_and_tracked(project, run_kedro, latest_ru
         for folder in ("reports", "splits")
         for a in client.list_artifacts(run.info.run_id, folder)
     }
-    assert artifacts == {"reports/ingestion_quarantine.csv", "splits/splits.parquet"}
+    assert artifacts == {"splits/splits.parquet"}  # the quarantine report names files: local
 
 
 def _raw_identifiers(dicom_root: Path) -> set[str]:
@@ -120,5 +131,69 @@ def test_too_many_bad_inputs_fail_the_run_but_keep_the_report(project, run_kedro
         run_kedro(extra={"ingestion": {"max_bad_fraction": 0.1}})
     report = pd.read_csv(project / "data/08_reporting/ingestion_quarantine.csv")
     files = report[report.path.str.endswith(".dcm")]
-    assert len(files) == 72  # every cut file, each with its reason
+    assert len(files) == 180  # every cut file, each with its reason
     assert set(files.kind) <= {"truncated", "no_pixel_data"}
+
+
+def test_a_split_the_label_files_cannot_give_fails_before_the_demo_is_written(project, run_kedro):
+    with pytest.raises(SplitError) as failure:
+        run_kedro(extra={"demo_cohort": {"n_normal": 0}})
+    assert str(failure.value) == (
+        "test needs 9 normal patients at 9:1 for 1 tumour patients, but only 0 normal patients "
+        "remain; change splits.test.ratio or splits.test.tumor_patients, or add a source of "
+        "normal patients. The cohort holds 4 tumour and 0 normal patients. Per source, from the "
+        "label files: demo: 4 tumour, 0 normal."
+    )
+    assert not (project / "data/01_raw/demo_cohort").exists()
+
+
+def _image_folder(root: Path, n_tumor: int, n_normal: int) -> Path:
+    """Tiny PNGs with a YOLO box on each tumour image and a tumour column in the manifest."""
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    rng = np.random.default_rng(0)
+    rows = []
+    for index in range(n_tumor + n_normal):
+        tumor = int(index < n_tumor)
+        cv2.imwrite(str(root / f"images/{index}.png"), rng.integers(0, 255, (32, 32), np.uint8))
+        (root / f"labels/{index}.txt").write_text("0 0.5 0.5 0.25 0.25\n" if tumor else "")
+        rows.append(
+            {"image": f"images/{index}.png", "label": f"labels/{index}.txt", "tumor": tumor}
+        )
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    return root
+
+
+def _folder_source(root: Path, **settings) -> dict:
+    return {
+        "type": "image_folder",
+        "name": "folder",
+        "root": str(root),
+        "unit": "image",
+        **settings,
+    }
+
+
+def test_without_a_demo_source_nothing_is_written_and_image_units_are_tagged(
+    project, run_kedro, latest_run, monkeypatch
+):
+    monkeypatch.setenv("MEDVIT_PSEUDONYM_KEY", "test-key-for-a-non-demo-source")
+    root = _image_folder(project.parent / "folder", n_tumor=3, n_normal=19)
+    run_kedro(extra={"ingestion": {"sources": [_folder_source(root)]}})
+    assert not (project / "data/01_raw/demo_cohort").exists()
+    slices = pd.read_parquet(project / "data/03_primary/slices.parquet")
+    assert len(slices) == slices.patient_id.nunique() == 22
+    assert latest_run().data.tags["patient_disjoint"] == "false"
+
+
+def test_labels_known_only_from_the_pixels_are_checked_at_the_split(
+    project, run_kedro, monkeypatch
+):
+    monkeypatch.setenv("MEDVIT_PSEUDONYM_KEY", "test-key-for-a-non-demo-source")
+    root = _image_folder(project.parent / "folder", n_tumor=12, n_normal=0)
+    source = _folder_source(root, tumor_column=None)  # tumour only through the label files
+    with pytest.raises(SplitError) as failure:
+        run_kedro(extra={"ingestion": {"sources": [source]}})
+    assert str(failure.value).startswith("test needs 9 normal patients at 9:1")
+    assert str(failure.value).endswith("The cohort holds 12 tumour and 0 normal patients.")
+    assert (project / "data/03_primary/slices.parquet").is_file()  # ingestion ran first

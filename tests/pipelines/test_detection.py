@@ -7,6 +7,8 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from medvit.evaluation.ptp import SLICE_KEY
+
 ONE_EPOCH = {
     "detection": {
         "train": {"epochs": 1, "imgsz": 64, "batch": 8, "workers": 0, "plots": False},
@@ -16,7 +18,9 @@ ONE_EPOCH = {
 
 
 @pytest.mark.slow
-def test_detector_is_trained_evaluated_and_tracked(project, run_kedro, latest_run):
+def test_detector_is_trained_evaluated_and_tracked(
+    project, run_kedro, latest_run, check_prediction_keys
+):
     run_kedro("data_preparation")
     run_kedro("detection", ONE_EPOCH)
     run = latest_run()
@@ -36,7 +40,10 @@ def test_detector_is_trained_evaluated_and_tracked(project, run_kedro, latest_ru
     splits = pd.read_parquet(project / "data/05_model_input/splits.parquet")
     assert set(test.patient_id) == set(splits.loc[splits.split == "test", "patient_id"])
     assert test.score.between(0, 1).all()
-    assert {"patient_id", "slice_index", "score", "tumor", "boxes"} <= set(test.columns)
+    assert {*SLICE_KEY, "score", "tumor", "boxes"} <= set(test.columns)
+    check_prediction_keys("detector")
+    names = pd.read_parquet(project / "data/05_model_input/yolo/manifest.parquet")["name"]
+    assert names.is_unique and len(names) == 60 * 6  # every series of every patient exported
     assert (project / "data/08_reporting/detector_ptp_report.md").is_file()
 
     manifest = pd.read_parquet(project / "data/05_model_input/yolo/manifest.parquet")

@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from pydantic import ValidationError
 
 from medvit.evaluation.ptp import (
+    SLICE_KEY,
     EvaluationInputError,
     choose_threshold,
     flatten_metrics,
@@ -40,7 +41,8 @@ def cohort(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 
     Normal slices score up to 0.7, tumour slices from 0.5, and one normal patient per split has a
     tumour-like artefact slice, so no threshold is perfect; train patients in `splits` have no
-    predictions and must be ignored.
+    predictions and must be ignored. Every other patient has a second study (a follow-up) and
+    every patient's 4 slices are 2 series of 2, numbered 0 and 1 in both, as real exports are.
     """
     rng = np.random.default_rng(seed)
     splits, predictions = [], {}
@@ -49,14 +51,14 @@ def cohort(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         for number in range(n_tumor + n_normal):
             patient, tumor = f"{split}-{number:02d}", int(number < n_tumor)
             splits.append((patient, split, tumor, 0 if split == "train" else -1))
-            for slice_index in range(SLICES_PER_PATIENT):
-                slice_tumor = int(tumor and slice_index in (1, 2))
-                artefact = number == n_tumor and slice_index == 0
+            for position in range(SLICES_PER_PATIENT):
+                slice_tumor = int(tumor and position in (1, 2))
+                artefact = number == n_tumor and position == 0
                 score = rng.uniform(0.5, 0.95) if slice_tumor or artefact else rng.uniform(0, 0.7)
-                rows.append((patient, slice_index, score, slice_tumor, []))
-        predictions[split] = pd.DataFrame(
-            rows, columns=["patient_id", "slice_index", "score", "tumor", "boxes"]
-        )
+                study = f"{patient}/{1 + position // 2 * (number % 2)}"
+                series = f"{patient}/{position // 2}"
+                rows.append((patient, study, series, position % 2, score, slice_tumor, []))
+        predictions[split] = pd.DataFrame(rows, columns=[*SLICE_KEY, "score", "tumor", "boxes"])
     table = pd.DataFrame(splits, columns=["patient_id", "split", "tumor", "cv_fold"])
     return table, predictions["val"], predictions["test"]
 
@@ -66,13 +68,18 @@ def _labels(splits: pd.DataFrame, split: str) -> pd.DataFrame:
 
 
 def _run_in_project(
-    project: Path, splits: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame
+    project: Path,
+    splits: pd.DataFrame,
+    val: pd.DataFrame,
+    test: pd.DataFrame,
+    evaluation: dict = FAST,
 ) -> tuple[mlflow.entities.Run, EvaluationParams]:
     """The namespaced pipeline on the project's catalog, as a model stage would compose it."""
     (project / "data/05_model_input").mkdir(parents=True, exist_ok=True)
     splits.to_parquet(project / "data/05_model_input/splits.parquet")
     bootstrap_project(project)
-    with KedroSession.create(project_path=project, runtime_params={"evaluation": FAST}) as session:
+    runtime = {"evaluation": evaluation}
+    with KedroSession.create(project_path=project, runtime_params=runtime) as session:
         catalog = session.load_context().catalog
         catalog[f"{MODEL}.val_predictions"] = val
         catalog[f"{MODEL}.test_predictions"] = test
@@ -116,8 +123,12 @@ def test_metrics_params_and_artifacts_reach_mlflow_and_disk(project):
         "ptp/demo_model/test/sensitivity_ci_low",
         "ptp/demo_model/test/macro_f1",
         "slice/demo_model/val/auroc",
-        "slice/demo_model/test/auprc_ci_high",
+        "slice/demo_model/test/specificity_ci_high",
     } <= metrics.keys()
+    # 3 tumour patients in test: no bootstrap interval for AUROC and slice AUPRC is logged.
+    assert not {"ptp/demo_model/test/auroc_ci_low", "slice/demo_model/test/auprc_ci_high"} & set(
+        metrics
+    )
     assert metrics == pytest.approx(_expected_metrics(splits, val, test, params), nan_ok=True)
     assert (metrics["ptp/demo_model/test/n_patients"], metrics["ptp/demo_model/test/n_tumor"]) == (
         30,
@@ -129,6 +140,7 @@ def test_metrics_params_and_artifacts_reach_mlflow_and_disk(project):
     assert float(run.data.params["ptp/demo_model/patient_threshold"]) == threshold
     assert float(run.data.params["slice/demo_model/slice_threshold"]) == choose_slice_threshold(val)
     assert run.data.params["ptp/demo_model/rule"] == "max"
+    assert run.data.params["ptp/demo_model/aggregate_by"] == "patient"
     assert float(run.data.params["ptp/demo_model/target_prevalence"]) == 0.1
 
     patients = pd.read_csv(project / "data/08_reporting/demo_model_ptp_patients.csv")
@@ -156,6 +168,25 @@ def test_metrics_params_and_artifacts_reach_mlflow_and_disk(project):
     assert {"reports/demo_model_ptp_patients.csv", "reports/demo_model_ptp_report.md"} <= logged
     plots = client.list_artifacts(run.info.run_id, "reports/demo_model")
     assert {artifact.path for artifact in plots} == {f"reports/demo_model/{f}" for f in figures}
+
+
+def test_study_level_evaluation_calls_each_study(project):
+    splits, val, test = cohort()
+    run, params = _run_in_project(project, splits, val, test, {**FAST, "aggregate_by": "study"})
+    assert params.aggregate_by == "study"
+    assert run.data.params["ptp/demo_model/aggregate_by"] == "study"
+    metrics = run.data.metrics
+    # 30 test patients (3 tumour), every other one with a follow-up: 45 studies, 4 of them tumour.
+    assert metrics["ptp/demo_model/test/n_patients"] == 30
+    assert metrics["ptp/demo_model/test/n_studies"] == 45
+    assert metrics["ptp/demo_model/test/n_tumor"] == 4
+    assert metrics["slice/demo_model/test/n_slices"] == 30 * SLICES_PER_PATIENT
+
+    studies = pd.read_csv(project / "data/08_reporting/demo_model_ptp_patients.csv")
+    assert list(studies.columns[:3]) == ["split", "patient_id", "study_id"]
+    assert studies.groupby("split").size().to_dict() == {"test": 45, "val": 30}
+    report = (project / "data/08_reporting/demo_model_ptp_report.md").read_text()
+    assert "| patient_id | study_id | tumor |" in report.split("## Studies")[1]
 
 
 def test_thresholds_are_chosen_on_validation_only(project):

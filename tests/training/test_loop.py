@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
 
-from medvit.training import ClassificationTask, EarlyStopping, TrainConfig, fit
+from medvit.training import ClassificationTask, EarlyStopping, FitResult, TrainConfig, fit
 
 CONFIG = TrainConfig(
     epochs=4, batch_size=16, lr=3e-3, warmup_epochs=1, progress=False, weight_decay=0.0
@@ -60,38 +62,101 @@ def _interrupt_after(epoch_to_stop: int):
     return callback
 
 
+def _fit_seeing(data, model, config, **kwargs) -> tuple[FitResult, list[int]]:
+    """`fit` on `data`, and the epochs it reported to `on_epoch_end`."""
+    seen: list[int] = []
+    result = fit(
+        model,
+        ClassificationTask(),
+        *data,
+        config,
+        on_epoch_end=lambda metrics, epoch: seen.append(epoch),
+        **kwargs,
+    )
+    return result, seen
+
+
+def _interrupted_run(data, model, config, identity=None, after_epoch: int = 0) -> None:
+    with pytest.raises(_Interrupted):
+        fit(
+            model,
+            ClassificationTask(),
+            *data,
+            config,
+            on_epoch_end=_interrupt_after(after_epoch),
+            identity=identity,
+        )
+
+
 def test_rerun_after_interruption_resumes_at_next_epoch_with_identical_result(
     data, make_cnn, tmp_path
 ):
-    train, val = data
-    uninterrupted = fit(make_cnn(), ClassificationTask(), train, val, CONFIG)
-
+    uninterrupted = fit(make_cnn(), ClassificationTask(), *data, CONFIG)
     config = CONFIG.model_copy(update={"checkpoint_dir": str(tmp_path / "ckpt")})
-    with pytest.raises(_Interrupted):
-        fit(make_cnn(), ClassificationTask(), train, val, config, on_epoch_end=_interrupt_after(1))
-    seen: list[int] = []
-    resumed = fit(
-        make_cnn(seed=99),  # the checkpoint, not the fresh init, decides the weights
-        ClassificationTask(),
-        train,
-        val,
-        config,
-        on_epoch_end=lambda metrics, epoch: seen.append(epoch),
-    )
+    _interrupted_run(data, make_cnn(), config, after_epoch=1)
+    resumed, seen = _fit_seeing(data, make_cnn(), config)
     assert resumed.resumed_at == 2 and seen == [2, 3]
     expected, actual = _weights(uninterrupted.model), _weights(resumed.model)
     assert all(torch.equal(expected[name], actual[name]) for name in expected)
     assert resumed.history[-1]["train_loss"] == uninterrupted.history[-1]["train_loss"]
 
 
-def test_checkpoint_of_another_run_is_not_resumed(data, make_cnn, tmp_path):
+@pytest.mark.parametrize(
+    ("change", "part"),
+    [
+        ({"identity": {"data": "cohort-b", "task": "soft"}}, "data"),
+        ({"identity": {"data": "cohort-a", "task": "hard"}}, "task"),
+        ({"seed": 0}, "initial_weights"),  # another starting point (e.g. pretrained weights)
+        ({"config": {"weight_decay": 0.01}}, "training"),
+    ],
+    ids=["data", "task", "initial-weights", "config"],
+)
+def test_interrupted_run_of_another_identity_trains_from_scratch_and_says_why(
+    data, make_cnn, tmp_path, caplog, change, part
+):
+    config = CONFIG.model_copy(update={"epochs": 2, "checkpoint_dir": str(tmp_path)})
+    _interrupted_run(data, make_cnn(seed=1), config, {"data": "cohort-a", "task": "soft"})
+    caplog.set_level(logging.INFO, logger="medvit.training.loop")
+    rerun, seen = _fit_seeing(
+        data,
+        make_cnn(seed=change.get("seed", 1)),
+        config.model_copy(update=change.get("config", {})),
+        identity=change.get("identity", {"data": "cohort-a", "task": "soft"}),
+    )
+    assert rerun.resumed_at is None and seen == [0, 1]
+    assert f"from scratch: identity changed: {part}" in caplog.text
+
+
+def test_finished_run_is_retrained_unless_reuse_is_asked_for(data, make_cnn, tmp_path, caplog):
+    config = CONFIG.model_copy(update={"epochs": 2, "checkpoint_dir": str(tmp_path)})
+    first = fit(make_cnn(), ClassificationTask(), *data, config, tracking_run_id="run-a")
+    caplog.set_level(logging.INFO, logger="medvit.training.loop")
+    again, seen = _fit_seeing(data, make_cnn(), config, tracking_run_id="run-b")
+    assert not again.reused and again.resumed_at is None and seen == [0, 1]
+    assert "a finished run of the same identity exists and reuse_finished is false" in caplog.text
+
+    reuse = config.model_copy(update={"reuse_finished": True})
+    reused, seen = _fit_seeing(data, make_cnn(), reuse, tracking_run_id="run-c")
+    assert reused.reused and reused.reused_from == "run-b" and seen == []
+    assert reused.unreported == reused.history == again.history
+    expected, actual = _weights(first.model), _weights(reused.model)
+    assert all(torch.equal(expected[name], actual[name]) for name in expected)  # deterministic
+
+    changed = fit(make_cnn(), ClassificationTask(), *data, reuse, identity={"data": "b"})
+    assert not changed.reused and len(changed.history) == 2  # reuse never crosses identities
+
+
+def test_resumed_run_reports_the_epochs_it_did_not_train(data, make_cnn, tmp_path):
+    config = CONFIG.model_copy(update={"epochs": 2, "checkpoint_dir": str(tmp_path)})
+    _interrupted_run(data, make_cnn(), config, {"data": "a"})
+    resumed = fit(make_cnn(), ClassificationTask(), *data, config, identity={"data": "a"})
+    assert resumed.resumed_at == 1 and resumed.unreported == resumed.history[:1]
+
+
+def test_caller_cannot_shadow_the_loops_own_identity_parts(data, make_cnn):
     train, val = data
-    config = CONFIG.model_copy(update={"epochs": 1, "checkpoint_dir": str(tmp_path)})
-    fit(make_cnn(), ClassificationTask(), train, val, config, run_key="cohort-a")
-    again = fit(make_cnn(), ClassificationTask(), train, val, config, run_key="cohort-a")
-    other = fit(make_cnn(), ClassificationTask(), train, val, config, run_key="cohort-b")
-    assert again.resumed_at == 1 and again.history
-    assert other.resumed_at is None
+    with pytest.raises(ValueError, match=r"\['training'\] are computed by the training loop"):
+        fit(make_cnn(), ClassificationTask(), train, val, CONFIG, identity={"training": "x"})
 
 
 def test_early_stopping_restores_the_best_epoch(data, make_cnn):

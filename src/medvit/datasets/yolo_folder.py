@@ -7,14 +7,16 @@ from typing import Any
 
 from kedro.io import AbstractDataset
 
+from medvit.atomic import recover
 from medvit.detection.export import ExportPlan, YoloDataset, write_export
 
 
 class YoloDatasetFolder(AbstractDataset[ExportPlan, YoloDataset]):
     """`images/<split>`, `labels/<split>`, `data.yaml` and a manifest of what each file holds.
 
-    Saving an export plan rewrites only the files whose content changed (see
-    `medvit.detection.export`); loading gives the folder, whose `data_yaml` ultralytics reads.
+    Saving an export plan rewrites only the files whose content changed and swaps the new folder
+    in whole (see `medvit.detection.export`); loading gives the folder, whose `data_yaml`
+    ultralytics reads.
     """
 
     def __init__(
@@ -25,12 +27,14 @@ class YoloDatasetFolder(AbstractDataset[ExportPlan, YoloDataset]):
         self.metadata = metadata
 
     def load(self) -> YoloDataset:
+        recover(self._path)
         return YoloDataset(self._path)
 
     def save(self, data: ExportPlan) -> None:
         write_export(self._path, data, self._workers)
 
     def _exists(self) -> bool:
+        recover(self._path)
         return (self._path / "data.yaml").is_file()
 
     def _describe(self) -> dict[str, Any]:

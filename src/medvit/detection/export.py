@@ -4,13 +4,13 @@ Ultralytics trains from image and label files on disk, so the memory-mapped slic
 written out once per split. That is the I/O-heavy step of detection, and most reruns change
 nothing (a new epoch count, a new seed), so every file carries a digest of what it was made from
 in `manifest.parquet`; a rerun rewrites only files whose content, split or on-disk state differs,
-and deletes files no longer in the plan. Normal slices are background images: an empty label file,
-never a dummy box.
+and drops files no longer in the plan. The new folder is built beside the old one, unchanged files
+hard-linked from it, and swapped in whole, so a failed export never leaves a mix of the two.
+Normal slices are background images: an empty label file, never a dummy box.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -25,6 +25,9 @@ import pandas as pd
 import yaml
 from PIL.PngImagePlugin import PngImageFile
 
+from medvit.atomic import replacing
+from medvit.evaluation.ptp import SLICE_KEY
+from medvit.identity import content_digest, table_digest
 from medvit.splits import slices_in
 
 logger = logging.getLogger(__name__)
@@ -70,9 +73,8 @@ class YoloDataset:
 
     def digest(self) -> str:
         """One digest of every file's content and split: what a training run was trained on."""
-        manifest = self.manifest().sort_values("name")
-        text = "\n".join(manifest["split"] + "/" + manifest["name"] + ":" + manifest["digest"])
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        manifest = self.manifest().sort_values(["split", "name"], ignore_index=True)
+        return table_digest(manifest, ["split", "name", "digest"])
 
 
 def plan_export(slices: pd.DataFrame, splits: pd.DataFrame, images: np.ndarray) -> ExportPlan:
@@ -91,13 +93,7 @@ def plan_export(slices: pd.DataFrame, splits: pd.DataFrame, images: np.ndarray) 
             f"Split(s) {', '.join(no_tumour)} have no tumour slice, so a detector cannot be "
             "trained or judged there; check the splits parameters (tumor_patients) and the labels."
         )
-    names = (
-        items["patient_id"].str[:16]
-        + "_"
-        + items["series_id"].str[:8]
-        + "_"
-        + items["slice_index"].map("{:04d}".format)
-    )
+    names = _file_names(items)
     table = pd.DataFrame(
         {
             "split": items["split"].to_numpy(),
@@ -107,6 +103,31 @@ def plan_export(slices: pd.DataFrame, splits: pd.DataFrame, images: np.ndarray) 
         }
     )
     return ExportPlan(images=images, items=table.sort_values("name", ignore_index=True))
+
+
+def _file_names(items: pd.DataFrame) -> pd.Series:
+    """`<patient>_<study>_<series>_<slice>`: file names carry the whole slice key.
+
+    A patient's T1 and T2 series (or two studies) number their slices alike, so any shorter name
+    would let them overwrite each other. Pseudonyms keep the names free of identifiers.
+    """
+    names = (
+        items["patient_id"]
+        + "_"
+        + items["study_id"]
+        + "_"
+        + items["series_id"]
+        + "_"
+        + items["slice_index"].map("{:04d}".format)
+    )
+    duplicated = names[names.duplicated()]
+    if len(duplicated):
+        raise DetectionInputError(
+            f"{len(duplicated)} slice(s) repeat a ({', '.join(SLICE_KEY)}) of another slice, e.g. "
+            f"{', '.join(duplicated.head(3))}; each slice must appear once in the slice table "
+            "(rerun data_preparation)"
+        )
+    return names
 
 
 def yolo_label(boxes: object, height: int, width: int) -> str:
@@ -119,11 +140,7 @@ def yolo_label(boxes: object, height: int, width: int) -> str:
 
 
 def _digest(image: np.ndarray, label: str) -> str:
-    content = hashlib.blake2b(digest_size=16)
-    content.update(FORMAT_VERSION.encode())
-    content.update(np.ascontiguousarray(image).tobytes())
-    content.update(label.encode())
-    return content.hexdigest()
+    return content_digest(FORMAT_VERSION, image, label)
 
 
 @dataclass(frozen=True)
@@ -150,64 +167,78 @@ class _Pending(NamedTuple):
     label: str
 
 
+def _files(root: Path, split: str, name: str) -> tuple[Path, Path]:
+    """An item's image and label file."""
+    return root / "images" / split / f"{name}.png", root / "labels" / split / f"{name}.txt"
+
+
 def _write(root: Path, item: _Pending) -> tuple[str, str, str, int, int]:
     """Write one image and its label; return its manifest row."""
     ok, png = cv2.imencode(".png", item.image)
     if not ok:
         raise DetectionInputError(f"Slice {item.name} could not be encoded as PNG for the export.")
-    image_path = root / "images" / item.split / f"{item.name}.png"
+    image_path, label_path = _files(root, item.split, item.name)
     image_path.write_bytes(png.tobytes())
-    (root / "labels" / item.split / f"{item.name}.txt").write_text(item.label)
+    label_path.write_text(item.label)
     return (item.name, item.split, item.digest, *_file_state(image_path))
 
 
-def _remove_stale(root: Path, keep: set[tuple[str, str]]) -> int:
-    removed = 0
-    for kind, suffix in (("images", ".png"), ("labels", ".txt")):
-        for path in (root / kind).glob(f"*/*{suffix}"):
-            if (path.parent.name, path.stem) not in keep:
-                path.unlink()
-                removed += kind == "images"
-    return removed
+def _link_unchanged(old_root: Path, new_root: Path, split: str, name: str, old: pd.Series) -> bool:
+    """Hard-link an item's files from the previous export if they are still what it wrote."""
+    old_image, old_label = _files(old_root, split, name)
+    if _file_state(old_image) != (old["size"], old["mtime_ns"]) or not old_label.is_file():
+        return False
+    for source, target in zip((old_image, old_label), _files(new_root, split, name), strict=True):
+        os.link(source, target)
+    return True
+
+
+def _count_stale(root: Path, keep: set[tuple[str, str]]) -> int:
+    """Images of the previous export that the plan no longer holds."""
+    return sum(
+        (path.parent.name, path.stem) not in keep for path in (root / "images").glob("*/*.png")
+    )
 
 
 def write_export(root: Path, plan: ExportPlan, workers: int | None = None) -> ExportSummary:
-    """Bring `root` in line with the plan; PNG encoding runs on threads (OpenCV drops the GIL)."""
+    """Build the export beside `root` and swap it in (`medvit.atomic.replacing`).
+
+    Unchanged files are hard links into the previous export, so a rerun that changes nothing
+    writes no image, and a killed or failed export leaves the previous folder as it was. PNG
+    encoding runs on threads (OpenCV drops the GIL).
+    """
     start = time.perf_counter()
-    for kind in ("images", "labels"):
-        for split in SPLITS:
-            (root / kind / split).mkdir(parents=True, exist_ok=True)
-    previous = YoloDataset(root).manifest().set_index(["split", "name"])
     height, width = plan.images.shape[1:3]
-    rows, pending = [], []
-    for item in plan.items.itertuples(index=False):
-        image = plan.images[item.image_ref]
-        label = yolo_label(item.boxes, height, width)
-        digest = _digest(image, label)
-        image_path = root / "images" / item.split / f"{item.name}.png"
-        label_path = root / "labels" / item.split / f"{item.name}.txt"
-        key = (item.split, item.name)
-        old = previous.loc[key] if key in previous.index else None
-        current = (
-            old is not None
-            and old["digest"] == digest
-            and _file_state(image_path) == (old["size"], old["mtime_ns"])
-            and label_path.is_file()
-        )
-        if current:
-            rows.append((item.name, item.split, digest, old["size"], old["mtime_ns"]))
-        else:
-            pending.append(_Pending(item.name, item.split, digest, image, label))
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        rows.extend(pool.map(lambda item: _write(root, item), pending))
-    removed = _remove_stale(root, set(zip(plan.items["split"], plan.items["name"], strict=True)))
-    if pending or removed:
-        for cache in (root / "labels").glob("*.cache"):  # ultralytics' label cache of the old set
-            cache.unlink()
-    pd.DataFrame(rows, columns=MANIFEST_COLUMNS).to_parquet(root / MANIFEST, index=False)
-    data = {"path": str(root.resolve()), "names": CLASS_NAMES}
-    data.update({split: f"images/{split}" for split in SPLITS})
-    (root / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    with replacing(root) as staging:  # recovers a previous export whose swap was interrupted
+        previous = YoloDataset(root).manifest().set_index(["split", "name"])
+        for kind in ("images", "labels"):
+            for split in SPLITS:
+                (staging / kind / split).mkdir(parents=True)
+        rows, pending = [], []
+        for item in plan.items.itertuples(index=False):
+            image = plan.images[item.image_ref]
+            label = yolo_label(item.boxes, height, width)
+            digest = _digest(image, label)
+            key = (item.split, item.name)
+            old = previous.loc[key] if key in previous.index else None
+            if (
+                old is not None
+                and old["digest"] == digest
+                and _link_unchanged(root, staging, item.split, item.name, old)
+            ):
+                rows.append((item.name, item.split, digest, old["size"], old["mtime_ns"]))
+            else:
+                pending.append(_Pending(item.name, item.split, digest, image, label))
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+            rows.extend(pool.map(lambda item: _write(staging, item), pending))
+        removed = _count_stale(root, set(zip(plan.items["split"], plan.items["name"], strict=True)))
+        if not pending and not removed:  # ultralytics' label caches still describe this set
+            for cache in (root / "labels").glob("*.cache"):
+                os.link(cache, staging / "labels" / cache.name)
+        data = {"path": str(root.resolve()), "names": CLASS_NAMES}
+        data.update({split: f"images/{split}" for split in SPLITS})
+        (staging / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        pd.DataFrame(rows, columns=MANIFEST_COLUMNS).to_parquet(staging / MANIFEST, index=False)
     summary = ExportSummary(
         len(pending), len(rows) - len(pending), removed, time.perf_counter() - start
     )

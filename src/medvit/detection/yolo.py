@@ -10,7 +10,6 @@ nothing per step.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -28,6 +27,7 @@ from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
 
 from medvit.detection.export import DetectionInputError, YoloDataset
+from medvit.identity import Identity, describe_change, file_digest, identity
 
 logger = logging.getLogger(__name__)
 
@@ -116,22 +116,34 @@ def resolve_weights(weights: str) -> str:
     )
 
 
-def _fingerprint(dataset: YoloDataset, weights: str, settings: dict[str, Any]) -> str:
-    text = json.dumps({"data": dataset.digest(), "weights": weights, **settings}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+# How a run is executed or watched, never what it learns: a resume may change them (ultralytics
+# takes new `device`, `workers` and `plots` on resume; `verbose` only changes the console).
+# `cache` stays in the identity: ultralytics warns that caching in RAM changes the results.
+OPERATIONAL = frozenset({"device", "workers", "plots", "verbose"})
 
 
-def _resumable(workdir: Path, fingerprint: str) -> YOLO | None:
-    """The last checkpoint of an interrupted run on the same data and settings, if any."""
+def run_identity(dataset: YoloDataset, weights: str, settings: dict[str, Any]) -> Identity:
+    """The export's content, the starting weights (a file's bytes, or an ultralytics name) and
+    every setting that changes the result, each its own part, so that a replaced run says which
+    setting changed."""
+    start = file_digest(weights) if Path(weights).is_file() else weights
+    semantic = {f"train.{key}": value for key, value in settings.items() if key not in OPERATIONAL}
+    return identity(data=dataset.digest(), weights=start, **semantic)
+
+
+def _resumable(workdir: Path, ident: Identity) -> tuple[YOLO | None, str]:
+    """The last checkpoint of an interrupted run of the same identity, or why there is none."""
     last, state = workdir / "weights" / "last.pt", workdir / STATE_FILE
     if not (last.is_file() and state.is_file()):
-        return None
-    if json.loads(state.read_text()).get("fingerprint") != fingerprint:
-        return None
+        return None, "no interrupted run"
+    change = describe_change(json.loads(state.read_text()).get("identity"), ident)
+    if change != "unchanged":
+        return None, f"identity {change}"
     model = YOLO(str(last))
     ckpt = model.ckpt or {}
-    finished = ckpt.get("epoch", -1) < 0 or ckpt.get("optimizer") is None
-    return None if finished else model
+    if ckpt.get("epoch", -1) < 0 or ckpt.get("optimizer") is None:
+        return None, "the earlier run finished"
+    return model, "unchanged"
 
 
 def _clear(workdir: Path) -> None:
@@ -143,6 +155,12 @@ def _clear(workdir: Path) -> None:
         )
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
+
+
+# ultralytics' plots of metrics and label statistics: no patient pixels in them.
+METRIC_PLOTS = ("results.png", "confusion_matrix*.png", "*_curve.png", "labels*.jpg")
+# Mosaics of training batches and validation images with their boxes: patients' slices.
+PATIENT_IMAGES = ("train_batch*.jpg", "val_batch*.jpg")
 
 
 @dataclass(frozen=True)
@@ -157,8 +175,14 @@ class TrainedDetector:
         table.columns = [column.strip().replace("(B)", "") for column in table.columns]
         return table
 
-    def plots(self) -> list[Path]:
-        return sorted(self.save_dir.glob("*.png")) + sorted(self.save_dir.glob("*.jpg"))
+    def plots(self, patient_images: bool = False) -> list[Path]:
+        """The run's plots; images of patients only when asked, as they would leave the machine.
+
+        Named patterns rather than "everything but the mosaics", so an image a new ultralytics
+        version adds stays local until someone looks at it.
+        """
+        patterns = METRIC_PLOTS + (PATIENT_IMAGES if patient_images else ())
+        return sorted({path for pattern in patterns for path in self.save_dir.glob(pattern)})
 
 
 @_own_thread_count()
@@ -171,13 +195,14 @@ def train_detector(
 ) -> TrainedDetector:
     """Train (or resume) in `workdir`; `settings` are ultralytics train arguments.
 
-    A rerun resumes from `weights/last.pt` only when that run was interrupted on the same export
-    and settings; anything else starts a fresh run, because ultralytics would otherwise continue
-    a run on data it was not started on.
+    A rerun resumes from `weights/last.pt` only when that run was interrupted under the same
+    identity (`run_identity`: export, weights and the settings outside `OPERATIONAL`), taking the
+    new operational settings; anything else starts a fresh run and logs why, because
+    ultralytics would otherwise continue a run on data it was not started on.
     """
     workdir = workdir.resolve()
-    fingerprint = _fingerprint(dataset, weights, settings)
-    resumable = _resumable(workdir, fingerprint) if resume else None
+    ident = run_identity(dataset, weights, settings)
+    resumable, reason = _resumable(workdir, ident) if resume else (None, "resume: false")
     if resumable is not None:
         logger.info("Resuming the interrupted detector training in %s", workdir)
         model = resumable
@@ -185,12 +210,12 @@ def train_detector(
             resume=True,
             trainer=TrackedDetectionTrainer,
             data=str(dataset.data_yaml),
-            device=settings["device"],
-            workers=settings["workers"],
+            **{key: settings[key] for key in OPERATIONAL - {"verbose"} if key in settings},
         )
     else:
+        logger.info("Training the detector from scratch in %s: %s", workdir, reason)
         _clear(workdir)
-        (workdir / STATE_FILE).write_text(json.dumps({"fingerprint": fingerprint}))
+        (workdir / STATE_FILE).write_text(json.dumps({"identity": ident}))
         model = YOLO(weights)
         model.train(
             trainer=TrackedDetectionTrainer,

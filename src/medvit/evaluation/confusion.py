@@ -5,21 +5,37 @@ weighted once) and a bootstrap resample (each patient weighted by how often it w
 exactly the same formulas. Resampling is always over patients: a patient is the unit a clinician
 decides on, and slices of one patient are correlated. Undefined ratios come out as NaN, never as an
 exception or a warning, because small or one-class splits are normal in this project.
+
+The percentile bootstrap collapses to a point when every resample gives the same value: 3 of 3
+tumour patients found gives "1.000 to 1.000" for sensitivity although an exact 95% interval is
+0.29 to 1.00. Patient-level proportions therefore get the exact (Clopper-Pearson) binomial
+interval, and bootstrap intervals of degenerate samples are reported as not informative rather
+than as a zero-width interval. `ci_method` names, per metric, which one a table holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import pandas as pd
+from scipy.stats import beta
 
 Objective = Literal["youden", "f1", "sensitivity"]
 Estimator = Callable[[np.ndarray], dict[str, np.ndarray]]
 RankingMetric = Callable[..., float]
 
-TIDY_COLUMNS = ("metric", "value", "ci_low", "ci_high")
+TIDY_COLUMNS = ("metric", "value", "ci_low", "ci_high", "ci_method")
+EXACT = "clopper-pearson"
+PROPAGATED = "clopper-pearson, propagated"
+BOOTSTRAP = "bootstrap"
+NOT_INFORMATIVE = "not informative"
+NO_INTERVAL = "none"
+# Below this many patients of a class a bootstrap over patients can only redraw the same few and
+# its percentiles say little about new patients.
+MIN_CLASS_UNITS = 5
 
 
 class EvaluationInputError(ValueError):
@@ -120,29 +136,135 @@ def percentile_interval(samples: np.ndarray, ci: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def bootstrap_table(
+@dataclass(frozen=True)
+class Interval:
+    """A metric's confidence bounds and the method that gave them (`ci_method` in tables)."""
+
+    low: float
+    high: float
+    method: str
+
+
+NO_CI = Interval(np.nan, np.nan, NO_INTERVAL)
+
+
+def clopper_pearson(
+    successes: np.ndarray, trials: np.ndarray, ci: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact binomial bounds; NaN where there are no trials.
+
+    Unlike a percentile bootstrap they stay wide at 0 or n successes: 3/3 gives 0.29 to 1.00.
+    """
+    successes, trials = np.broadcast_arrays(
+        np.asarray(successes, dtype=float), np.asarray(trials, dtype=float)
+    )
+    tail = (1 - ci) / 2
+    failures = trials - successes
+    # The beta quantiles are only evaluated where their shape parameters are positive.
+    low = np.where(successes > 0, beta.ppf(tail, np.maximum(successes, 1), failures + 1), 0.0)
+    high = np.where(failures > 0, beta.ppf(1 - tail, successes + 1, np.maximum(failures, 1)), 1.0)
+    defined = trials > 0
+    return np.where(defined, low, np.nan), np.where(defined, high, np.nan)
+
+
+def exact_interval(successes: float, trials: float, ci: float) -> Interval:
+    low, high = clopper_pearson(successes, trials, ci)
+    return Interval(float(low), float(high), EXACT)
+
+
+def prevalence_intervals(
+    counts: np.ndarray, prevalence: float, ci: float
+) -> tuple[Interval, Interval]:
+    """PPV and NPV at `prevalence` from the exact bounds of sensitivity and specificity.
+
+    Both are increasing in sensitivity and in specificity, so the low (high) bounds of the two
+    give the low (high) bound. Sensitivity and specificity come from disjoint patients, hence are
+    independent: each at level sqrt(ci) makes the pair of intervals hold together with
+    probability ci, and the derived interval at least that.
+    """
+    tp, fp, tn, fn = np.asarray(counts, dtype=float)
+    level = np.sqrt(ci)
+    sens_low, sens_high = clopper_pearson(tp, tp + fn, level)
+    spec_low, spec_high = clopper_pearson(tn, tn + fp, level)
+    ppv_low, npv_low = reweight_to_prevalence(sens_low, spec_low, prevalence)
+    ppv_high, npv_high = reweight_to_prevalence(sens_high, spec_high, prevalence)
+    return (
+        Interval(float(ppv_low), float(ppv_high), PROPAGATED),
+        Interval(float(npv_low), float(npv_high), PROPAGATED),
+    )
+
+
+Needs = Literal["tumour", "normal", "both", "any"]
+
+
+def class_support(truth: np.ndarray, clusters: np.ndarray) -> dict[Needs, tuple[str, int]]:
+    """How many patients a bootstrap can redraw for each class a metric may depend on.
+
+    A patient counts for a class when any of its units (slices, studies) is of that class.
+    """
+    n_clusters = int(clusters.max()) + 1 if clusters.size else 0
+    tumour_units = np.bincount(clusters, weights=truth, minlength=n_clusters)
+    all_units = np.bincount(clusters, minlength=n_clusters)
+    tumour = ("tumour patients", int((tumour_units > 0).sum()))
+    normal = ("normal patients", int((tumour_units < all_units).sum()))
+    return {
+        "tumour": tumour,
+        "normal": normal,
+        "both": min(tumour, normal, key=lambda support: support[1]),
+        "any": ("patients", n_clusters),
+    }
+
+
+def _bootstrap_interval(samples: np.ndarray, ci: float, support: tuple[str, int]) -> Interval:
+    """Percentile interval, or a stated reason why it would mislead.
+
+    A zero-width interval (every resample equal, as under perfect separation) and one built on a
+    class of fewer than MIN_CLASS_UNITS patients would read as certainty the sample cannot give.
+    """
+    label, size = support
+    if size < MIN_CLASS_UNITS:
+        return Interval(np.nan, np.nan, f"{NOT_INFORMATIVE} ({size} {label})")
+    low, high = percentile_interval(samples, ci)
+    if high - low <= 1e-12:
+        return Interval(np.nan, np.nan, f"{NOT_INFORMATIVE} (every resample gives {low:.3f})")
+    return Interval(low, high, BOOTSTRAP)
+
+
+def interval_table(
     estimate: Estimator,
-    n_clusters: int,
+    truth: np.ndarray,
+    clusters: np.ndarray,
     *,
     n_bootstrap: int,
     seed: int,
     ci: float,
-    without_ci: Collection[str],
+    fixed: Mapping[str, Interval],
+    needs: Mapping[str, Needs] | None = None,
 ) -> pd.DataFrame:
-    """Tidy (metric, value, ci_low, ci_high) table; counts in `without_ci` get NaN intervals."""
+    """Tidy (metric, value, ci_low, ci_high, ci_method) table from per-unit truth and patients.
+
+    Metrics in `fixed` keep the interval given there (exact bounds, or NO_CI for counts); every
+    other one gets a bootstrap over the patients in `clusters`, judged against the patients of
+    the class it `needs` (both classes unless named).
+    """
     if n_bootstrap < 0:
         raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
     if not 0 < ci < 1:
         raise ValueError(f"ci must be in (0, 1), got {ci}")
+    support = class_support(truth, clusters)
+    n_clusters = support["any"][1]
     point = estimate(np.ones((1, n_clusters)))
     samples = estimate(resample_clusters(n_clusters, n_bootstrap, seed)) if n_bootstrap else {}
     rows = []
     for name, value in point.items():
-        if name in without_ci or not samples:
-            low, high = np.nan, np.nan
+        if name in fixed:
+            interval = fixed[name]
+        elif samples:
+            needed = support[(needs or {}).get(name, "both")]
+            interval = _bootstrap_interval(samples[name], ci, needed)
         else:
-            low, high = percentile_interval(samples[name], ci)
-        rows.append((name, float(value[0]), low, high))
+            interval = NO_CI
+        rows.append((name, float(value[0]), interval.low, interval.high, interval.method))
     return pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
 
 

@@ -5,6 +5,11 @@ scores become a patient call; the rules here are that missing definition, made e
 reported number can be reproduced. The decision threshold is chosen on validation patients and
 then applied unchanged to test patients, at the realistic 9 normal : 1 tumour mix of those splits.
 See docs/metrics.md for the clinician-facing definitions.
+
+A slice is identified by `SLICE_KEY` (patient, study, series, slice index): `slice_index` is only
+unique within its series, and real patients have several studies and series. The unit called is
+the patient by default, or each of a patient's studies (`by="study"`, what a radiologist reports);
+either way intervals resample whole patients, so a patient's studies and series stay together.
 """
 
 from __future__ import annotations
@@ -18,19 +23,25 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from medvit.evaluation.confusion import (
+    NO_CI,
     EvaluationInputError,
+    Interval,
     Objective,
-    bootstrap_table,
     cell_counts,
     confusion_rates,
+    exact_interval,
+    interval_table,
+    prevalence_intervals,
     reweight_to_prevalence,
     select_threshold,
     weighted_ranking_metric,
 )
 
 __all__ = [
+    "SLICE_KEY",
     "AggregationRule",
     "EvaluationInputError",
+    "Unit",
     "aggregate",
     "choose_threshold",
     "flatten_metrics",
@@ -40,10 +51,16 @@ __all__ = [
 ]
 
 RuleName = Literal["max", "mean_topk", "count", "fraction"]
+Unit = Literal["patient", "study"]
 
-PREDICTION_COLUMNS = ("patient_id", "slice_index", "score")
+SLICE_KEY = ("patient_id", "study_id", "series_id", "slice_index")
+PREDICTION_COLUMNS = (*SLICE_KEY, "score")
 LABEL_COLUMNS = ("patient_id", "tumor")
-COUNT_METRICS = ("tp", "fp", "tn", "fn", "n_patients", "n_tumor", "n_normal")
+UNIT_KEYS: dict[str, tuple[str, ...]] = {
+    "patient": ("patient_id",),
+    "study": ("patient_id", "study_id"),
+}
+COUNT_METRICS = ("tp", "fp", "tn", "fn", "n_patients", "n_studies", "n_tumor", "n_normal")
 _MAX_NAMED = 10
 
 
@@ -115,11 +132,12 @@ def _require_valid_scores(frame: pd.DataFrame) -> None:
 
 
 def _require_unique_slices(frame: pd.DataFrame) -> None:
-    duplicated = frame.duplicated(["patient_id", "slice_index"], keep=False)
+    duplicated = frame.duplicated(list(SLICE_KEY), keep=False)
     if duplicated.any():
         raise EvaluationInputError(
-            f"{int(duplicated.sum())} rows share a (patient_id, slice_index) for patients "
-            f"{_name_patients(frame.loc[duplicated, 'patient_id'])}"
+            f"{int(duplicated.sum())} rows share a ({', '.join(SLICE_KEY)}) for patients "
+            f"{_name_patients(frame.loc[duplicated, 'patient_id'])}; each slice must be scored "
+            "once (a model that drops study_id or series_id merges a patient's series)"
         )
 
 
@@ -160,46 +178,62 @@ def _require_same_patients(predicted: pd.Series, labelled: pd.Series) -> None:
         )
 
 
-def _top_k_mean(slices: pd.DataFrame, rule: AggregationRule) -> pd.Series:
-    top = (
-        slices.sort_values("score", ascending=False, kind="stable")
-        .groupby("patient_id")
-        .head(rule.k)
-    )
-    return top.groupby("patient_id")["score"].mean()
+def _top_k_mean(slices: pd.DataFrame, keys: list[str], rule: AggregationRule) -> pd.Series:
+    top = slices.sort_values("score", ascending=False, kind="stable").groupby(keys).head(rule.k)
+    return top.groupby(keys)["score"].mean()
 
 
-_RULE_SCORES: dict[str, Callable[[pd.DataFrame, AggregationRule], pd.Series]] = {
-    "max": lambda slices, _rule: slices.groupby("patient_id")["score"].max(),
+_RULE_SCORES: dict[str, Callable[[pd.DataFrame, list[str], AggregationRule], pd.Series]] = {
+    "max": lambda slices, keys, _rule: slices.groupby(keys)["score"].max(),
     "mean_topk": _top_k_mean,
-    "count": lambda slices, _rule: slices.groupby("patient_id")["positive"].sum().astype(float),
-    "fraction": lambda slices, _rule: slices.groupby("patient_id")["positive"].mean(),
+    "count": lambda slices, keys, _rule: slices.groupby(keys)["positive"].sum().astype(float),
+    "fraction": lambda slices, keys, _rule: slices.groupby(keys)["positive"].mean(),
 }
 
 
-def aggregate(slice_predictions: pd.DataFrame, rule: AggregationRule) -> pd.DataFrame:
-    """One row per patient (sorted by id): patient_id, score, n_slices, n_positive_slices."""
+def _unit_keys(by: Unit) -> list[str]:
+    if by not in UNIT_KEYS:
+        raise ValueError(f"unknown unit {by!r}; aggregate by one of {', '.join(UNIT_KEYS)}")
+    return list(UNIT_KEYS[by])
+
+
+def aggregate(
+    slice_predictions: pd.DataFrame, rule: AggregationRule, by: Unit = "patient"
+) -> pd.DataFrame:
+    """One row per unit, sorted: patient_id[, study_id], score, n_slices, n_positive_slices.
+
+    A unit's score pools the slices of all its series, so a patient with a T1 and a T2 series
+    (or two studies) gets one score, not one per series.
+    """
+    keys = _unit_keys(by)
     validate_slice_predictions(slice_predictions)
-    slices = slice_predictions[["patient_id", "score"]].assign(
+    slices = slice_predictions[[*keys, "score"]].assign(
         positive=slice_predictions["score"] >= rule.slice_threshold
     )
-    summary = slices.groupby("patient_id").agg(
+    summary = slices.groupby(keys).agg(
         n_slices=("score", "size"), n_positive_slices=("positive", "sum")
     )
-    summary["score"] = _RULE_SCORES[rule.name](slices, rule)
+    summary["score"] = _RULE_SCORES[rule.name](slices, keys, rule)
     summary = summary.astype({"n_slices": int, "n_positive_slices": int})
-    return summary.reset_index()[["patient_id", "score", "n_slices", "n_positive_slices"]]
+    return summary.reset_index()[[*keys, "score", "n_slices", "n_positive_slices"]]
 
 
 def _scored_patients(
-    slice_predictions: pd.DataFrame, patient_labels: pd.DataFrame, rule: AggregationRule
+    slice_predictions: pd.DataFrame,
+    patient_labels: pd.DataFrame,
+    rule: AggregationRule,
+    by: Unit,
 ) -> pd.DataFrame:
+    """Scored units with their patient's truth.
+
+    Ground truth is per patient, so each study of a tumour patient counts as a tumour study.
+    """
     _validate_labels(patient_labels)
-    scores = aggregate(slice_predictions, rule)
+    scores = aggregate(slice_predictions, rule, by)
     _require_same_patients(scores["patient_id"], patient_labels["patient_id"])
     labels = patient_labels[list(LABEL_COLUMNS)].astype({"tumor": int})
-    patients = labels.merge(scores, on="patient_id", validate="one_to_one")
-    return patients.sort_values("patient_id", ignore_index=True)
+    patients = labels.merge(scores, on="patient_id", validate="one_to_many")
+    return patients.sort_values(_unit_keys(by), ignore_index=True)
 
 
 def _require_finite(value: float, name: str) -> None:
@@ -212,12 +246,18 @@ def patient_table(
     patient_labels: pd.DataFrame,
     rule: AggregationRule,
     threshold: float,
+    by: Unit = "patient",
 ) -> pd.DataFrame:
-    """Per-patient score and call, so every headline number can be traced to named patients."""
+    """Per-unit score and call, so every headline number can be traced to named patients.
+
+    Columns: patient_id[, study_id with `by="study"`], tumor, score, decision, n_slices,
+    n_positive_slices.
+    """
     _require_finite(threshold, "threshold")
-    patients = _scored_patients(slice_predictions, patient_labels, rule)
+    patients = _scored_patients(slice_predictions, patient_labels, rule, by)
     patients["decision"] = (patients["score"] >= threshold).astype(int)
-    return patients[["patient_id", "tumor", "score", "decision", "n_slices", "n_positive_slices"]]
+    columns = ["tumor", "score", "decision", "n_slices", "n_positive_slices"]
+    return patients[[*_unit_keys(by), *columns]]
 
 
 def choose_threshold(
@@ -226,6 +266,7 @@ def choose_threshold(
     rule: AggregationRule,
     objective: Objective = "youden",
     target_sensitivity: float = 0.9,
+    by: Unit = "patient",
 ) -> float:
     """Patient-score threshold tuned on VALIDATION patients; never call this with test data.
 
@@ -234,14 +275,20 @@ def choose_threshold(
     threshold. `sensitivity` returns the highest threshold whose sensitivity reaches
     `target_sensitivity`.
     """
-    patients = _scored_patients(slice_predictions, patient_labels, rule)
+    patients = _scored_patients(slice_predictions, patient_labels, rule, by)
     truth = patients["tumor"].to_numpy(dtype=bool)
     return select_threshold(truth, patients["score"].to_numpy(float), objective, target_sensitivity)
 
 
 def _ptp_estimates(
-    counts: np.ndarray, auroc: np.ndarray, target_prevalence: float
+    counts: np.ndarray,
+    auroc: np.ndarray,
+    target_prevalence: float,
+    n_patients: np.ndarray,
+    *,
+    studies: bool,
 ) -> dict[str, np.ndarray]:
+    """Rates and counts of the units called; `n_studies` when the unit is the study."""
     rates = confusion_rates(counts)
     sensitivity, specificity = rates["sensitivity"], rates["specificity"]
     ppv_at_prevalence, npv_at_prevalence = reweight_to_prevalence(
@@ -271,7 +318,8 @@ def _ptp_estimates(
         "fp": fp,
         "tn": tn,
         "fn": fn,
-        "n_patients": counts.sum(axis=1),
+        "n_patients": n_patients,
+        **({"n_studies": counts.sum(axis=1)} if studies else {}),
         "n_tumor": tp + fn,
         "n_normal": tn + fp,
     }
@@ -287,27 +335,64 @@ def patient_metrics(
     seed: int = 0,
     ci: float = 0.95,
     target_prevalence: float = 0.10,
+    by: Unit = "patient",
 ) -> pd.DataFrame:
-    """Tidy (metric, value, ci_low, ci_high) PTP table; undefined metrics are NaN, not errors.
+    """Tidy (metric, value, ci_low, ci_high, ci_method) PTP table; undefined metrics are NaN.
 
-    Intervals are percentile bootstrap intervals over patients resampled with replacement; a
-    resample in which a metric is undefined is left out for that metric. Counts have no interval.
+    Proportions (sensitivity, specificity, PPV, NPV, accuracy and their per-class aliases) get
+    exact Clopper-Pearson intervals, which stay honest at 0 or n of n; PPV and NPV at the target
+    prevalence propagate the sensitivity and specificity bounds. The exact interval assumes
+    independent units, so when the unit is the study and a patient has several, proportions fall
+    back to the bootstrap. F1, balanced accuracy, macro averages and AUROC always get a
+    percentile bootstrap over patients resampled with replacement (a patient's studies drawn
+    together; a resample in which a metric is undefined is left out for that metric), reported
+    as not informative when a class has fewer than 5 patients or every resample agrees. Counts
+    have no interval.
     """
     if not 0 < target_prevalence < 1:
         raise ValueError(f"target_prevalence must be in (0, 1), got {target_prevalence}")
-    patients = patient_table(slice_predictions, patient_labels, rule, threshold)
-    truth = patients["tumor"].to_numpy(dtype=bool)
-    score = patients["score"].to_numpy(dtype=float)
-    units = np.arange(len(patients))
-    cells = cell_counts(truth, patients["decision"].to_numpy(dtype=bool), units, len(units))
+    units = patient_table(slice_predictions, patient_labels, rule, threshold, by)
+    truth = units["tumor"].to_numpy(dtype=bool)
+    score = units["score"].to_numpy(dtype=float)
+    clusters, patients = pd.factorize(units["patient_id"], sort=True)
+    cells = cell_counts(truth, units["decision"].to_numpy(dtype=bool), clusters, len(patients))
 
     def estimate(weights: np.ndarray) -> dict[str, np.ndarray]:
-        auroc = weighted_ranking_metric(roc_auc_score, truth, score, units, weights)
-        return _ptp_estimates(weights @ cells, auroc, target_prevalence)
+        auroc = weighted_ranking_metric(roc_auc_score, truth, score, clusters, weights)
+        return _ptp_estimates(
+            weights @ cells, auroc, target_prevalence, weights.sum(axis=1), studies=by == "study"
+        )
 
-    return bootstrap_table(
-        estimate, len(units), n_bootstrap=n_bootstrap, seed=seed, ci=ci, without_ci=COUNT_METRICS
+    independent = len(patients) == len(units)
+    fixed = _fixed_intervals(cells.sum(axis=0), ci, target_prevalence) if independent else {}
+    return interval_table(
+        estimate,
+        truth,
+        clusters,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        ci=ci,
+        fixed={**dict.fromkeys(COUNT_METRICS, NO_CI), **fixed},
     )
+
+
+def _fixed_intervals(counts: np.ndarray, ci: float, prevalence: float) -> dict[str, Interval]:
+    """Exact intervals of the proportions, from the pooled (tp, fp, tn, fn)."""
+    tp, fp, tn, fn = counts
+    proportions = {
+        ("sensitivity", "tumor_recall"): (tp, tp + fn),
+        ("specificity", "normal_recall"): (tn, tn + fp),
+        ("ppv", "tumor_precision"): (tp, tp + fp),
+        ("npv", "normal_precision"): (tn, tn + fn),
+        ("accuracy",): (tp + tn, counts.sum()),
+    }
+    fixed: dict[str, Interval] = {}
+    for names, (successes, trials) in proportions.items():
+        fixed |= dict.fromkeys(names, exact_interval(successes, trials, ci))
+    fixed["ppv_at_prevalence"], fixed["npv_at_prevalence"] = prevalence_intervals(
+        counts, prevalence, ci
+    )
+    return fixed
 
 
 def flatten_metrics(table: pd.DataFrame) -> dict[str, float]:

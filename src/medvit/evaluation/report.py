@@ -11,11 +11,20 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from medvit.evaluation.confusion import MIN_CLASS_UNITS, NOT_INFORMATIVE
 from medvit.evaluation.ptp import COUNT_METRICS
 
 __all__ = ["render_report"]
 
 OUTCOMES = {(1, 1): "TP", (0, 1): "FP", (0, 0): "TN", (1, 0): "FN"}
+INTERVAL_NOTE = (
+    "Each interval names its method. Proportions (sensitivity, specificity, PPV, NPV, accuracy)"
+    " get exact Clopper-Pearson intervals, and PPV and NPV at the target prevalence carry the"
+    " Clopper-Pearson bounds of sensitivity and specificity through Bayes' rule; F1, balanced"
+    " accuracy, macro averages and AUROC get a percentile bootstrap over patients, which is"
+    f" not informative when a class has fewer than {MIN_CLASS_UNITS} patients or every resample"
+    " gives the same value. See docs/metrics.md."
+)
 
 
 def _cell(value: object) -> str:
@@ -31,14 +40,19 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]
     return lines
 
 
-def _interval(low: float, high: float) -> str:
-    return "—" if np.isnan(low) or np.isnan(high) else f"{low:.3f} to {high:.3f}"
+def _interval(low: float, high: float, method: str) -> str:
+    """The bounds with the method that gave them; a reason instead when they would mislead."""
+    if method.startswith(NOT_INFORMATIVE):
+        return method
+    if np.isnan(low) or np.isnan(high):
+        return "—"
+    return f"{low:.3f} to {high:.3f} ({method})"
 
 
 def _metrics_section(metrics: pd.DataFrame, ci: float) -> list[str]:
     rates = metrics[~metrics["metric"].isin(COUNT_METRICS)]
     rows = [
-        (row.metric, row.value, _interval(row.ci_low, row.ci_high))
+        (row.metric, row.value, _interval(row.ci_low, row.ci_high, row.ci_method))
         for row in rates.itertuples(index=False)
     ]
     counts = metrics[metrics["metric"].isin(COUNT_METRICS)]
@@ -51,13 +65,17 @@ def _metrics_section(metrics: pd.DataFrame, ci: float) -> list[str]:
         *_table(("metric", "value", f"{ci:.0%} CI"), rows),
         "",
         f"Counts: {count_text}." if count_text else "",
+        "",
+        INTERVAL_NOTE,
     ]
 
 
 def _patients_section(patients: pd.DataFrame) -> list[str]:
+    """One row per unit called: a patient, or one of a patient's studies (a `study_id` column)."""
+    keys = [column for column in ("patient_id", "study_id") if column in patients.columns]
     rows = [
         (
-            row.patient_id,
+            *(getattr(row, key) for key in keys),
             row.tumor,
             row.score,
             row.decision,
@@ -67,8 +85,9 @@ def _patients_section(patients: pd.DataFrame) -> list[str]:
         )
         for row in patients.itertuples(index=False)
     ]
-    header = ("patient_id", "tumor", "score", "decision", "outcome", "slices", "positive slices")
-    return ["## Patients", "", *_table(header, rows)]
+    header = (*keys, "tumor", "score", "decision", "outcome", "slices", "positive slices")
+    title = "## Studies" if "study_id" in keys else "## Patients"
+    return [title, "", *_table(header, rows)]
 
 
 def render_report(

@@ -3,7 +3,8 @@
 Confidence intervals resample PATIENTS, not slices. Neighbouring slices of one patient look alike
 and share one tumour, so they are not independent observations; resampling slices would pretend
 there are thousands of independent cases and give intervals that are far too narrow. Resampling
-whole patients (a cluster bootstrap) keeps each patient's slices together.
+whole patients (a cluster bootstrap) keeps each patient's slices together, across all of the
+patient's studies and series. Slices are keyed by `SLICE_KEY`, as in PTP.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from medvit.evaluation.confusion import (
-    bootstrap_table,
+    NO_CI,
     cell_counts,
     confusion_rates,
+    interval_table,
     select_threshold,
     weighted_ranking_metric,
 )
@@ -36,10 +38,13 @@ def slice_metrics(
     seed: int = 0,
     ci: float = 0.95,
 ) -> pd.DataFrame:
-    """Tidy (metric, value, ci_low, ci_high) slice table; a slice is called when score >= threshold.
+    """Tidy (metric, value, ci_low, ci_high, ci_method) slice table; called when score >= threshold.
 
     `n_positive` counts slices whose truth is tumour. Undefined metrics (e.g. AUROC when every
-    slice is normal) are NaN.
+    slice is normal) are NaN. Every interval is the patient (cluster) bootstrap, even for
+    proportions: an exact binomial interval would treat correlated slices as independent. It is
+    reported as not informative when fewer than 5 patients carry the class a metric depends on,
+    or when every resample agrees.
     """
     validate_slice_predictions(slice_predictions_with_truth, with_truth=True)
     truth = slice_predictions_with_truth["tumor"].to_numpy(dtype=bool)
@@ -65,8 +70,15 @@ def slice_metrics(
             "n_positive": tp + fn,
         }
 
-    return bootstrap_table(
-        estimate, len(patients), n_bootstrap=n_bootstrap, seed=seed, ci=ci, without_ci=COUNT_METRICS
+    return interval_table(
+        estimate,
+        truth,
+        clusters,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        ci=ci,
+        fixed=dict.fromkeys(COUNT_METRICS, NO_CI),
+        needs={"sensitivity": "tumour", "specificity": "normal", "accuracy": "any"},
     )
 
 

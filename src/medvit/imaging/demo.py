@@ -6,11 +6,14 @@ same code path serves both. Its shape mirrors the NBML study (81 patients: 30 tu
 
 Layout under `root`::
 
-    dicom/case_007/series_01/IM0011.dcm
-        One MR study with one axial T1 post-contrast series per patient. Folder and file names are
-        opaque (no name or PatientID in any path) and file numbers are shuffled, while
-        InstanceNumber follows an interleaved acquisition: anatomical order comes only from
-        ImagePositionPatient along the slice normal.
+    dicom/case_007/study_01/series_01/IM0011.dcm
+        Most patients have one MR study with one axial T1 post-contrast series. A share of them
+        (`multi_fraction` of the tumour and of the normal patients) has `studies` studies, a
+        baseline and follow-ups, each with a T1 post-contrast and a T2-like series: real patients
+        do, and every slice downstream is keyed by patient, study, series and slice index. Folder
+        and file names are opaque (no name or PatientID in any path) and file numbers are
+        shuffled, while InstanceNumber follows an interleaved acquisition: anatomical order comes
+        only from ImagePositionPatient along the slice normal.
     patients.csv
         `patient_id,tumor`: the raw DICOM PatientID and 0/1, one row per patient.
     boxes.csv
@@ -24,8 +27,11 @@ Layout under `root`::
 Images are meant to be plausible and learnable at the same time: a head with skull, scalp,
 grey/white texture, ventricles, bias field and Rician noise, where tumours are contrast-enhancing
 ellipsoids spanning a few consecutive slices. Small bright vessel dots appear in every patient, so
-"bright" alone does not mean "tumour". Everything derives from the spec: the same spec gives
-byte-identical pixels, identical UIDs and identical CSVs.
+"bright" alone does not mean "tumour". The T2-like series inverts the contrast (bright CSF, grey
+matter above white matter, dark vessels): there the tumour is bright within a bright oedema halo
+and must be told from CSF by shape. A patient's anatomy and tumour are the same in every series;
+at a follow-up the tumour is smaller (treated), yet still visible on the same slices. Everything
+derives from the spec: the same spec gives byte-identical pixels, identical UIDs and identical CSVs.
 """
 
 from __future__ import annotations
@@ -51,22 +57,67 @@ _FOV_MM = 230.0
 _SLICE_MM = 5.0
 _REFERENCE_SIZE = 128  # sizes below are given in pixels at this matrix and scaled with it
 _MIN_BLOB_PIXELS = 4  # a tumour cut this thinly is not a finding a reader could box
+_MIN_TREATED_PX = 3.0  # semi-axis below which a treated tumour does not shrink any further
 
-# Relative T1 post-contrast intensities; white matter is 1.
-_WHITE, _GREY, _CSF, _BONE, _SCALP = 1.0, 0.78, 0.22, 0.08, 1.1
-_ENHANCING, _NECROTIC, _DOT = 1.75, 0.45, 1.4
-_STORED_PER_UNIT = 800.0  # stored value of white matter
+_STORED_PER_UNIT = 800.0  # stored value of T1 white matter
 _BITS_STORED = 12
-_WINDOW_CENTER, _WINDOW_WIDTH = 850, 1700  # from background to the brightest enhancing rim
+_FOLLOW_UP_DAYS = (60, 400)  # between consecutive studies of a patient
+_FOLLOW_UP_SHRINK = (0.6, 0.9)  # in-plane size of a treated tumour relative to the last study
+
+
+@dataclass(frozen=True)
+class _Contrast:
+    """Relative intensities (T1 white matter = 1) and acquisition tags of one MR contrast."""
+
+    description: str
+    white: float
+    grey: float
+    csf: float
+    bone: float
+    scalp: float
+    tumour: float  # the boxed solid part
+    core: float  # necrotic centre of some tumours
+    oedema: float  # factor on the tissue around a tumour
+    dot: float  # vessels and choroid plexus: enhancing on T1 post-contrast, flow voids on T2
+    sequence_variant: str
+    repetition_ms: int
+    echo_ms: int
+    echo_train: int
+    window: tuple[int, int]  # (centre, width) from background to the brightest tumour
+
+
+_T1_POST = _Contrast(
+    "T1 post-contrast (synthetic)",
+    white=1.0, grey=0.78, csf=0.22, bone=0.08, scalp=1.1,
+    tumour=1.75, core=0.45, oedema=0.85, dot=1.4,
+    sequence_variant="SP", repetition_ms=500, echo_ms=10, echo_train=1, window=(850, 1700),
+)  # fmt: skip
+_T2 = _Contrast(
+    "T2 (synthetic)",
+    white=0.6, grey=0.85, csf=1.45, bone=0.08, scalp=0.9,
+    tumour=1.75, core=2.0, oedema=1.3, dot=0.25,
+    sequence_variant="SK", repetition_ms=4000, echo_ms=100, echo_train=16, window=(950, 1900),
+)  # fmt: skip
+_CONTRASTS = (_T1_POST, _T2)  # series of a study, in acquisition order
 
 
 @dataclass(frozen=True)
 class DemoCohortSpec:
+    """What to generate; `slices` counts slices per series.
+
+    `multi_fraction` of the tumour patients and of the normal patients (rounded) have `studies`
+    studies of `series_per_study` series each (1: T1 post-contrast; 2: and T2-like); everyone else
+    has one study with one T1 post-contrast series.
+    """
+
     n_tumor: int = 30
     n_normal: int = 51
-    slices: int = 16
+    slices: int = 8
     size: int = 128
     seed: int = 0
+    multi_fraction: float = 0.34
+    studies: int = 2
+    series_per_study: int = 2
 
 
 @dataclass(frozen=True)
@@ -91,8 +142,18 @@ class DemoCohort:
 
 
 @dataclass(frozen=True)
+class _Visit:
+    """One study of a patient; `number` 0 is the baseline."""
+
+    number: int
+    date: str
+    seconds: int  # time of day the study started
+    accession: str
+
+
+@dataclass(frozen=True)
 class _Patient:
-    """Identity and visit of one fake patient; names and ids are distinctive to catch leaks."""
+    """Identity and studies of one fake patient; names and ids are distinctive to catch leaks."""
 
     index: int
     tumor: bool
@@ -100,9 +161,8 @@ class _Patient:
     name: str
     sex: str
     birth_date: str
-    study_date: str
-    study_time: str
-    accession: str
+    visits: tuple[_Visit, ...]
+    contrasts: tuple[_Contrast, ...]
 
 
 @dataclass(frozen=True)
@@ -124,6 +184,16 @@ def write_demo_cohort(root: Path, spec: DemoCohortSpec = DemoCohortSpec()) -> De
     if spec.slices < 5 or spec.size < 48:
         # Fewer slices leave no tumour-free ones; below 48 px small tumours vanish when boxed.
         raise ValueError("the demo needs at least 5 slices of 48 px")
+    if not 0 <= spec.multi_fraction <= 1 or spec.studies < 1:
+        raise ValueError(
+            f"demo_cohort: multi_fraction must be in [0, 1] and studies >= 1, got "
+            f"{spec.multi_fraction} and {spec.studies}"
+        )
+    if not 1 <= spec.series_per_study <= len(_CONTRASTS):
+        raise ValueError(
+            f"demo_cohort: series_per_study must be 1 (T1 post-contrast) or 2 (and T2-like), "
+            f"got {spec.series_per_study}"
+        )
     cohort = DemoCohort.at(root)
     for folder in (cohort.dicom_dir, cohort.masks_dir):
         if folder.exists():
@@ -145,20 +215,36 @@ def write_demo_cohort(root: Path, spec: DemoCohortSpec = DemoCohortSpec()) -> De
 
 
 def _patients(spec: DemoCohortSpec) -> list[_Patient]:
-    """Labels and identities come from one cohort-level generator so they are unique and mixed."""
+    """Labels, identities and who has several studies come from one cohort-level generator, so
+    they are unique and mixed; patients with several studies are drawn within each class."""
     n = spec.n_tumor + spec.n_normal
     rng = np.random.default_rng(spec.seed)
     labels = rng.permutation(np.array([True] * spec.n_tumor + [False] * spec.n_normal))
     mrns = rng.choice(9_000_000, size=n, replace=False) + 1_000_000
-    accessions = rng.choice(90_000_000, size=n, replace=False) + 10_000_000
+    accessions = rng.choice(90_000_000, size=(n, spec.studies), replace=False) + 10_000_000
+    multi = np.zeros(n, dtype=bool)
+    for label in (True, False):
+        members = np.flatnonzero(labels == label)
+        chosen = rng.permutation(members)[: round(spec.multi_fraction * len(members))]
+        multi[chosen] = True
     patients = []
     for index in range(n):
         own = np.random.default_rng([spec.seed, index, 1])
         token = "".join(own.choice(list("BCDFGHJKLMNPQRSTVWXZ"), size=7))
         sex = str(own.choice(["F", "M"]))
-        study = dt.date(2016, 1, 1) + dt.timedelta(days=int(own.integers(0, 8 * 365)))
-        birth = study - dt.timedelta(days=int(own.integers(20 * 365, 85 * 365)))
-        seconds = int(own.integers(7 * 3600, 19 * 3600))
+        baseline = dt.date(2016, 1, 1) + dt.timedelta(days=int(own.integers(0, 8 * 365)))
+        birth = baseline - dt.timedelta(days=int(own.integers(20 * 365, 85 * 365)))
+        n_visits = spec.studies if multi[index] else 1
+        gaps = np.cumsum([0, *own.integers(*_FOLLOW_UP_DAYS, size=n_visits - 1)])
+        visits = tuple(
+            _Visit(
+                number=number,
+                date=(baseline + dt.timedelta(days=int(gap))).strftime("%Y%m%d"),
+                seconds=int(own.integers(7 * 3600, 19 * 3600)),
+                accession=f"ACC{accessions[index, number]}",
+            )
+            for number, gap in enumerate(gaps)
+        )
         patients.append(
             _Patient(
                 index=index,
@@ -167,9 +253,8 @@ def _patients(spec: DemoCohortSpec) -> list[_Patient]:
                 name=f"Demo{token}^{'Anna' if sex == 'F' else 'Bruno'}{token[::-1].lower()}",
                 sex=sex,
                 birth_date=birth.strftime("%Y%m%d"),
-                study_date=study.strftime("%Y%m%d"),
-                study_time=f"{seconds // 3600:02d}{seconds // 60 % 60:02d}{seconds % 60:02d}",
-                accession=f"ACC{accessions[index]}",
+                visits=visits,
+                contrasts=_CONTRASTS[: spec.series_per_study] if multi[index] else _CONTRASTS[:1],
             )
         )
     return patients
@@ -178,23 +263,44 @@ def _patients(spec: DemoCohortSpec) -> list[_Patient]:
 def _write_patient(
     cohort: DemoCohort, spec: DemoCohortSpec, patient: _Patient
 ) -> list[tuple[str, int, int, int, int]]:
+    """Every study and series of one patient: one anatomy and one set of tumours throughout."""
     rng = np.random.default_rng([spec.seed, patient.index])
     head = _sample_head(rng, spec)
-    u, v = _brain_plane(head, spec.size)
-    radius = np.hypot(u, v)[None] / head.scale[:, None, None]
-    blobs = _sample_blobs(rng, head, spec, radius) if patient.tumor else []
-    volume = _render(rng, head, spec, u, v, radius, blobs)
-    sops = [_uid(spec, "sop", patient.index, k) for k in range(spec.slices)]
-    series = cohort.dicom_dir / f"case_{patient.index + 1:03d}" / "series_01"
-    series.mkdir(parents=True)
-    file_numbers = rng.permutation(spec.slices) + 1
+    anatomy = _sample_anatomy(rng, head, spec)
+    tumours = _sample_tumours(rng, head, spec, anatomy.radius) if patient.tumor else []
     acquisition = np.r_[np.arange(0, spec.slices, 2), np.arange(1, spec.slices, 2)]
     instance_numbers = np.argsort(acquisition) + 1
-    for k in range(spec.slices):
-        dataset = _slice_dataset(spec, patient, head, k, int(instance_numbers[k]), sops[k])
-        dataset.PixelData = volume[k].tobytes()
-        dataset.save_as(series / f"IM{file_numbers[k]:04d}.dcm", enforce_file_format=True)
-    return _write_truth(cohort, sops, blobs)
+    case = cohort.dicom_dir / f"case_{patient.index + 1:03d}"
+    boxes, shrink = [], 1.0
+    for visit in patient.visits:
+        if visit.number:
+            shrink *= rng.uniform(*_FOLLOW_UP_SHRINK)
+        z_offset = head.z_offset_mm + (round(rng.uniform(-10.0, 10.0), 1) if visit.number else 0)
+        blobs = [tumour.rasterise(spec, anatomy.radius, shrink) for tumour in tumours]
+        for number, contrast in enumerate(patient.contrasts, start=1):
+            volume = _render(rng, head, spec, anatomy, contrast, blobs)
+            sops = [
+                _uid(spec, "sop", patient.index, visit.number, number, k)
+                for k in range(spec.slices)
+            ]
+            folder = case / f"study_{visit.number + 1:02d}" / f"series_{number:02d}"
+            folder.mkdir(parents=True)
+            file_numbers = rng.permutation(spec.slices) + 1
+            for k in range(spec.slices):
+                dataset = _slice_dataset(
+                    spec,
+                    patient,
+                    visit,
+                    number,
+                    contrast,
+                    round(z_offset + k * _SLICE_MM, 3),
+                    int(instance_numbers[k]),
+                    sops[k],
+                )
+                dataset.PixelData = volume[k].tobytes()
+                dataset.save_as(folder / f"IM{file_numbers[k]:04d}.dcm", enforce_file_format=True)
+            boxes += _write_truth(cohort, sops, blobs)
+    return boxes
 
 
 def _sample_head(rng: np.random.Generator, spec: DemoCohortSpec) -> _Head:
@@ -230,33 +336,59 @@ def _to_pixels(head: _Head, u: float, v: float) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class _Blob:
-    """One tumour: its rasterised voxels and the normalised ellipsoid distance that shades it."""
+    """One tumour in one study: its rasterised voxels and the ellipsoid distance that shades it."""
 
     mask: np.ndarray  # (slices, size, size) bool, slices under _MIN_BLOB_PIXELS already removed
     distance: np.ndarray  # (slices, size, size) float32, < 1 inside the ellipsoid
     necrotic: bool
 
 
-def _sample_blobs(
+@dataclass(frozen=True)
+class _Tumour:
+    """An ellipsoid fixed in the patient's anatomy; each study rasterises it at its own size."""
+
+    row: float
+    col: float
+    ry: float
+    rx: float
+    start: int
+    length: int
+    necrotic: bool
+
+    def rasterise(self, spec: DemoCohortSpec, radius: np.ndarray, shrink: float = 1.0) -> _Blob:
+        """A treated tumour shrinks in-plane only and keeps semi-axes of a few pixels, so it is
+        still seen, on the same slices, in every series of every study."""
+        factor = max(shrink, min(1.0, _MIN_TREATED_PX / min(self.ry, self.rx)))
+        yy, xx = np.mgrid[0 : spec.size, 0 : spec.size].astype(np.float32)
+        centre = self.start + (self.length - 1) / 2
+        dz = (np.arange(spec.slices, dtype=np.float32) - centre) / (self.length / 2)
+        distance = (
+            ((yy - self.row) / (self.ry * factor)) ** 2
+            + ((xx - self.col) / (self.rx * factor)) ** 2
+            + dz[:, None, None] ** 2
+        )
+        mask = (distance < 1.0) & (radius < 0.95)
+        mask[mask.sum(axis=(1, 2)) < _MIN_BLOB_PIXELS] = False
+        return _Blob(mask=mask, distance=distance, necrotic=self.necrotic)
+
+
+def _sample_tumours(
     rng: np.random.Generator, head: _Head, spec: DemoCohortSpec, radius: np.ndarray
-) -> list[_Blob]:
+) -> list[_Tumour]:
     """One tumour, sometimes a second one that neither overlaps nor touches the first."""
-    first = _sample_blob(rng, head, spec, radius, max_px=18.0)
+    first = _sample_tumour(rng, head, spec, max_px=18.0)
     if rng.uniform() < 0.25:
+        around_first = binary_dilation(first.rasterise(spec, radius).mask, iterations=2)
         for _ in range(20):
-            second = _sample_blob(rng, head, spec, radius, max_px=12.0)
-            if not np.any(second.mask & binary_dilation(first.mask, iterations=2)):
+            second = _sample_tumour(rng, head, spec, max_px=12.0)
+            if not np.any(second.rasterise(spec, radius).mask & around_first):
                 return [first, second]
     return [first]
 
 
-def _sample_blob(
-    rng: np.random.Generator,
-    head: _Head,
-    spec: DemoCohortSpec,
-    radius: np.ndarray,
-    max_px: float,
-) -> _Blob:
+def _sample_tumour(
+    rng: np.random.Generator, head: _Head, spec: DemoCohortSpec, max_px: float
+) -> _Tumour:
     """An ellipsoid spanning 3-8 slices, never the first or last, and well inside the brain."""
     n, scale_px = spec.slices, spec.size / _REFERENCE_SIZE
     length = int(rng.integers(3, min(8, n - 2) + 1))
@@ -268,12 +400,8 @@ def _sample_blob(
     rho, phi = room * np.sqrt(rng.uniform()), rng.uniform(0.0, 2 * np.pi)
     row, col = _to_pixels(head, rho * np.cos(phi) * section, rho * np.sin(phi) * section)
     ry, rx = extent * rng.uniform(0.75, 1.0, size=2)
-    yy, xx = np.mgrid[0 : spec.size, 0 : spec.size].astype(np.float32)
-    dz = (np.arange(n, dtype=np.float32) - (start + (length - 1) / 2)) / (length / 2)
-    distance = ((yy - row) / ry) ** 2 + ((xx - col) / rx) ** 2 + dz[:, None, None] ** 2
-    mask = (distance < 1.0) & (radius < 0.95)
-    mask[mask.sum(axis=(1, 2)) < _MIN_BLOB_PIXELS] = False
-    return _Blob(mask=mask, distance=distance, necrotic=bool(rng.uniform() < 0.5))
+    necrotic = bool(rng.uniform() < 0.5)
+    return _Tumour(float(row), float(col), float(ry), float(rx), start, length, necrotic)
 
 
 def _smooth_noise(
@@ -283,21 +411,46 @@ def _smooth_noise(
     return field / max(float(field.std()), 1e-6)
 
 
+@dataclass(frozen=True)
+class _Anatomy:
+    """A patient's tissues, the same in every series and study: only the contrast changes."""
+
+    radius: np.ndarray  # (slices, size, size) distance from the brain centre; 1 = brain surface
+    white: np.ndarray  # share of white matter in the brain, in [0, 1]
+    texture: np.ndarray  # multiplicative tissue texture around 1
+    ventricles: np.ndarray  # bool
+    dots: np.ndarray  # bool: vessels and choroid plexus, distractors every patient has
+
+
+def _sample_anatomy(rng: np.random.Generator, head: _Head, spec: DemoCohortSpec) -> _Anatomy:
+    """Folded grey/white boundary, texture, ventricles, vessels: drawn once per patient."""
+    px = spec.size / _REFERENCE_SIZE
+    u, v = _brain_plane(head, spec.size)
+    radius = np.hypot(u, v)[None] / head.scale[:, None, None]
+    gyri = _smooth_noise(rng, radius.shape, (0.7, 2.5 * px, 2.5 * px))
+    texture = 1.0 + 0.04 * _smooth_noise(rng, radius.shape, (0.5, 1.2 * px, 1.2 * px))
+    return _Anatomy(
+        radius=radius,
+        white=1.0 / (1.0 + np.exp((radius - 0.72 - 0.08 * gyri) / 0.03)),
+        texture=texture,
+        ventricles=_ventricles(head, u, v),
+        dots=_dots(rng, head, spec, u, v, radius),
+    )
+
+
 def _render(
     rng: np.random.Generator,
     head: _Head,
     spec: DemoCohortSpec,
-    u: np.ndarray,
-    v: np.ndarray,
-    radius: np.ndarray,
+    anatomy: _Anatomy,
+    contrast: _Contrast,
     blobs: list[_Blob],
 ) -> np.ndarray:
     """Tissue model, then partial volume, bias field and Rician noise, as a scanner would add."""
-    shape, px = radius.shape, spec.size / _REFERENCE_SIZE
-    image = _tissue(rng, head, u, v, radius, px)
-    image = np.where(_dots(rng, head, spec, u, v, radius), _DOT, image)
+    shape, px = anatomy.radius.shape, spec.size / _REFERENCE_SIZE
+    image = _tissue(anatomy, contrast)
     for blob in blobs:
-        image = _tumour(rng, image, blob, radius, px)
+        image = _tumour(rng, image, blob, anatomy.radius, px, contrast)
     image = gaussian_filter(image, (0.0, 0.6 * px, 0.6 * px))
     image *= _bias_field(rng, head, spec.size)
     sigma = rng.uniform(0.025, 0.045)
@@ -307,25 +460,17 @@ def _render(
     return np.clip(stored, 0, 2**_BITS_STORED - 1).astype(np.uint16)
 
 
-def _tissue(
-    rng: np.random.Generator,
-    head: _Head,
-    u: np.ndarray,
-    v: np.ndarray,
-    radius: np.ndarray,
-    px: float,
-) -> np.ndarray:
-    """Brain with folded grey/white boundary, CSF, dark bone and bright scalp fat."""
-    gyri = _smooth_noise(rng, radius.shape, (0.7, 2.5 * px, 2.5 * px))
-    texture = 1.0 + 0.04 * _smooth_noise(rng, radius.shape, (0.5, 1.2 * px, 1.2 * px))
-    white = 1.0 / (1.0 + np.exp((radius - 0.72 - 0.08 * gyri) / 0.03))
-    brain = (_GREY + (_WHITE - _GREY) * white) * texture
+def _tissue(anatomy: _Anatomy, contrast: _Contrast) -> np.ndarray:
+    """Brain, CSF around it and in the ventricles, dark bone, scalp fat, vessels."""
+    c, radius = contrast, anatomy.radius
+    brain = (c.grey + (c.white - c.grey) * anatomy.white) * anatomy.texture
     image = np.select(
         [radius < 1.0, radius < 1.04, radius < 1.1, radius < 1.22],
-        [brain, _CSF, _BONE, _SCALP * texture],
+        [brain, c.csf, c.bone, c.scalp * anatomy.texture],
         0.0,
     ).astype(np.float32)
-    return np.where(_ventricles(head, u, v), _CSF, image)
+    image = np.where(anatomy.ventricles, c.csf, image)
+    return np.where(anatomy.dots, c.dot, image)
 
 
 def _ventricles(head: _Head, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -350,7 +495,7 @@ def _dots(
     v: np.ndarray,
     radius: np.ndarray,
 ) -> np.ndarray:
-    """Vessels and choroid plexus: small enhancing distractors every patient has."""
+    """Vessels and choroid plexus: small distractors every patient has."""
     n, px = spec.slices, spec.size / _REFERENCE_SIZE
     yy, xx = np.mgrid[0 : spec.size, 0 : spec.size].astype(np.float32)
     dots = np.zeros(radius.shape, dtype=bool)
@@ -367,13 +512,20 @@ def _dots(
 
 
 def _tumour(
-    rng: np.random.Generator, image: np.ndarray, blob: _Blob, radius: np.ndarray, px: float
+    rng: np.random.Generator,
+    image: np.ndarray,
+    blob: _Blob,
+    radius: np.ndarray,
+    px: float,
+    contrast: _Contrast,
 ) -> np.ndarray:
-    """Enhancing rim, necrotic core for some, and dark oedema around it."""
+    """Bright solid tumour, a necrotic core for some, and oedema around it (dark on T1, bright
+    on T2)."""
     oedema = (blob.distance < 1.8) & ~blob.mask & (radius < 1.0)
-    image = np.where(oedema, image * 0.85, image)
-    rim = _ENHANCING * (1.0 + 0.08 * _smooth_noise(rng, image.shape, (0.5, 1.5 * px, 1.5 * px)))
-    tumour = np.where(blob.necrotic & (blob.distance < 0.3), _NECROTIC, rim)
+    image = np.where(oedema, image * contrast.oedema, image)
+    noise = _smooth_noise(rng, image.shape, (0.5, 1.5 * px, 1.5 * px))
+    solid = contrast.tumour * (1.0 + 0.08 * noise)
+    tumour = np.where(blob.necrotic & (blob.distance < 0.3), contrast.core, solid)
     return np.where(blob.mask, tumour, image)
 
 
@@ -396,8 +548,18 @@ def _uid(spec: DemoCohortSpec, *parts: object) -> str:
 
 
 def _slice_dataset(
-    spec: DemoCohortSpec, patient: _Patient, head: _Head, k: int, instance: int, sop: str
+    spec: DemoCohortSpec,
+    patient: _Patient,
+    visit: _Visit,
+    number: int,
+    contrast: _Contrast,
+    z: float,
+    instance: int,
+    sop: str,
 ) -> FileDataset:
+    """One slice's tags; `number` is the series number within its study."""
+    seconds = visit.seconds + 360 * (number - 1)  # each series takes about six minutes
+    study_time = _time_of_day(visit.seconds)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = MRImageStorage
     meta.MediaStorageSOPInstanceUID = sop
@@ -408,41 +570,41 @@ def _slice_dataset(
     ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
     ds.SOPClassUID = MRImageStorage
     ds.SOPInstanceUID = sop
-    ds.StudyDate = ds.SeriesDate = ds.ContentDate = patient.study_date
-    ds.StudyTime = ds.SeriesTime = ds.ContentTime = patient.study_time
-    ds.AccessionNumber = patient.accession
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = visit.date
+    ds.StudyTime = study_time
+    ds.SeriesTime = ds.ContentTime = _time_of_day(seconds)
+    ds.AccessionNumber = visit.accession
     ds.Modality = "MR"
     ds.Manufacturer = "Medvit Synthetic"
     ds.InstitutionName = "Medvit Demo Hospital"
     ds.ReferringPhysicianName = ""
     ds.StudyDescription = "MRI BRAIN W/WO CONTRAST"
-    ds.SeriesDescription = "T1 post-contrast (synthetic)"
+    ds.SeriesDescription = contrast.description
     ds.PatientName = patient.name
     ds.PatientID = patient.patient_id
     ds.PatientBirthDate = patient.birth_date
     ds.PatientSex = patient.sex
     ds.ScanningSequence = "SE"
-    ds.SequenceVariant = "SP"
+    ds.SequenceVariant = contrast.sequence_variant
     ds.ScanOptions = ""
     ds.MRAcquisitionType = "2D"
     ds.SliceThickness = _SLICE_MM
     ds.SpacingBetweenSlices = _SLICE_MM
-    ds.RepetitionTime = 500
-    ds.EchoTime = 10
-    ds.EchoTrainLength = 1
+    ds.RepetitionTime = contrast.repetition_ms
+    ds.EchoTime = contrast.echo_ms
+    ds.EchoTrainLength = contrast.echo_train
     ds.MagneticFieldStrength = 1.5
     ds.PatientPosition = "HFS"
-    ds.StudyInstanceUID = _uid(spec, "study", patient.index)
-    ds.SeriesInstanceUID = _uid(spec, "series", patient.index)
-    ds.StudyID = patient.accession[-6:]
-    ds.SeriesNumber = 1
+    ds.StudyInstanceUID = _uid(spec, "study", patient.index, visit.number)
+    ds.SeriesInstanceUID = _uid(spec, "series", patient.index, visit.number, number)
+    ds.StudyID = visit.accession[-6:]
+    ds.SeriesNumber = number
     ds.InstanceNumber = instance
     spacing = round(_FOV_MM / spec.size, 4)
     corner = round(-spacing * (spec.size - 1) / 2, 3)
-    z = round(head.z_offset_mm + k * _SLICE_MM, 3)
     ds.ImagePositionPatient = [corner, corner, z]
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.FrameOfReferenceUID = _uid(spec, "frame", patient.index)
+    ds.FrameOfReferenceUID = _uid(spec, "frame", patient.index, visit.number)
     ds.PositionReferenceIndicator = ""
     ds.SliceLocation = z
     ds.SamplesPerPixel = 1
@@ -453,12 +615,15 @@ def _slice_dataset(
     ds.BitsStored = _BITS_STORED
     ds.HighBit = _BITS_STORED - 1
     ds.PixelRepresentation = 0
-    ds.WindowCenter = _WINDOW_CENTER
-    ds.WindowWidth = _WINDOW_WIDTH
+    ds.WindowCenter, ds.WindowWidth = contrast.window
     ds.RescaleIntercept = 0
     ds.RescaleSlope = 1
     ds.RescaleType = "US"
     return ds
+
+
+def _time_of_day(seconds: int) -> str:
+    return f"{seconds // 3600:02d}{seconds // 60 % 60:02d}{seconds % 60:02d}"
 
 
 def _write_truth(

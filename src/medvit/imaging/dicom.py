@@ -7,14 +7,17 @@ quarantine report.
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_modality_lut
+from pydicom.pixels import apply_modality_lut, apply_voi
 from pydicom.tag import Tag
 
 from medvit.imaging.dicom_values import (
@@ -26,13 +29,20 @@ from medvit.imaging.dicom_values import (
     text,
     unsigned,
 )
-from medvit.imaging.intensity import to_uint8, window_linear, window_percentile
+from medvit.imaging.intensity import (
+    VOI_FUNCTIONS,
+    to_uint8,
+    voi_window_problem,
+    window_percentile,
+)
 
 _STUDY_UID, _SERIES_UID = Tag("StudyInstanceUID"), Tag("SeriesInstanceUID")
 _SOP_UID, _INSTANCE_NUMBER = Tag("SOPInstanceUID"), Tag("InstanceNumber")
 _ORIENTATION, _POSITION = Tag("ImageOrientationPatient"), Tag("ImagePositionPatient")
 _WINDOW_CENTER, _WINDOW_WIDTH = Tag("WindowCenter"), Tag("WindowWidth")
+_VOI_FUNCTION, _VOI_LUT = Tag("VOILUTFunction"), Tag("VOILUTSequence")
 _PHOTOMETRIC = Tag("PhotometricInterpretation")
+_BURNED_IN = Tag("BurnedInAnnotation")
 
 
 class DicomProblem(Exception):
@@ -54,6 +64,7 @@ class DicomFrames:
     instance_number: int | None
     positions: list[float | None]
     frames: np.ndarray  # (n_frames, rows, cols) uint8, 0 = bottom and 255 = top of the window
+    burned_in: bool  # BurnedInAnnotation YES: identifying text may be part of the pixels
 
 
 def read_dicom(path: Path) -> Dataset:
@@ -91,34 +102,88 @@ def _decode(ds: Dataset) -> np.ndarray:
     return pixels.reshape(-1, unsigned(ds, ROWS), unsigned(ds, COLUMNS))
 
 
-def _linear_window(ds: Dataset, mode: str) -> tuple[float, float] | None:
-    """(center, width) from the tags, or None where the window comes from the pixels."""
-    centers, widths = numbers(ds, _WINDOW_CENTER), numbers(ds, _WINDOW_WIDTH)
-    if mode == "tags" and not (centers and widths):
+VoiTransform = Callable[[np.ndarray], np.ndarray]
+
+
+def _voi_lut(ds: Dataset) -> VoiTransform | None:
+    """The first VOI LUT Sequence item as a transform to [0, 1], or None where there is none.
+
+    pydicom's `apply_voi` does the lookup (its clipping of values below the first mapped value
+    and past the last entry, its reading of US or OW LUT data); the entries span
+    0 .. 2^bits - 1 of the descriptor's bit depth, which maps to [0, 1]. Modality values are
+    floored to integers first, as pydicom's cast to an index does, without its float warning.
+    """
+    sequence = ds.get(_VOI_LUT)
+    item = sequence[0] if sequence else None
+    if item is None or item.get("LUTDescriptor") is None or item.get("LUTData") is None:
+        return None
+    bits = int(item.LUTDescriptor[2])
+    if bits != 8 and not 10 <= bits <= 16:
         raise DicomProblem(
-            "no_window", "window: tags requested but WindowCenter/WindowWidth are absent"
+            "no_window", f"the VOI LUT has {bits} bits per entry (DICOM allows 8 or 10-16)"
         )
-    if mode != "percentile" and centers and widths and widths[0] > 0:
-        return centers[0], widths[0]
-    return None
+    top = float(2**bits - 1)
+
+    def lookup(values: np.ndarray) -> np.ndarray:
+        try:
+            entries = apply_voi(np.floor(values).astype(np.int64), ds)
+        except (ValueError, TypeError, IndexError, AttributeError, struct.error) as error:
+            raise DicomProblem("no_window", f"unreadable VOI LUT ({error})") from error
+        return (entries / top).astype(np.float32)
+
+    return lookup
+
+
+def _tag_voi(ds: Dataset) -> VoiTransform:
+    """The display transform the file's VOI LUT module asks for, as pydicom's `apply_voi_lut`.
+
+    A VOI LUT Sequence wins over Window Center/Width (pydicom's `prefer_lut`); the window's shape
+    is VOILUTFunction's (LINEAR by default, LINEAR_EXACT, SIGMOID); the first of several views is
+    used. Raises DicomProblem saying what is missing or invalid.
+    """
+    lut = _voi_lut(ds)
+    if lut is not None:
+        return lut
+    centers, widths = numbers(ds, _WINDOW_CENTER), numbers(ds, _WINDOW_WIDTH)
+    if not (centers and widths):
+        raise DicomProblem(
+            "no_window", "neither a VOI LUT Sequence nor WindowCenter/WindowWidth is present"
+        )
+    function = (text(ds, _VOI_FUNCTION) or "LINEAR").upper()
+    problem = voi_window_problem(function, widths[0])
+    if problem:
+        raise DicomProblem("no_window", problem)
+    return partial(VOI_FUNCTIONS[function], center=centers[0], width=widths[0])
+
+
+def _voi(ds: Dataset, mode: str) -> VoiTransform | None:
+    """The tags' transform, or None where the window comes from the pixels (percentile)."""
+    if mode == "percentile":
+        return None
+    try:
+        return _tag_voi(ds)
+    except DicomProblem as problem:
+        if mode == "tags":
+            raise DicomProblem(problem.kind, f"window: tags requested but {problem}") from None
+        return None
 
 
 def _to_8bit(ds: Dataset, raw: np.ndarray, mode: str) -> np.ndarray:
-    """Modality LUT, window, MONOCHROME1 inversion and 8-bit cast of every frame.
+    """Modality LUT, VOI (LUT or window), MONOCHROME1 inversion and 8-bit cast of every frame.
 
-    With a window from the tags every step maps each stored value on its own, so for integer
+    With a VOI from the tags every step maps each stored value on its own, so for integer
     pixels the chain runs once per value between the minimum and the maximum (a lookup table)
     instead of once per pixel: the same bytes for a fraction of the float work. A percentile
     window depends on the whole frame and runs on the pixels.
     """
     invert = text(ds, _PHOTOMETRIC) == "MONOCHROME1"
-    window = _linear_window(ds, mode)
-    if window is None:
+    voi = _voi(ds, mode)
+    if voi is None:
         values = _rescaled(ds, raw)
         return _unit_to_8bit(np.stack([window_percentile(frame) for frame in values]), invert)
 
     def chain(stored: np.ndarray) -> np.ndarray:
-        return _unit_to_8bit(window_linear(_rescaled(ds, stored), *window), invert)
+        return _unit_to_8bit(voi(_rescaled(ds, stored)), invert)
 
     if raw.dtype.kind in "iu" and raw.size:
         low, high = int(raw.min()), int(raw.max())
@@ -129,7 +194,7 @@ def _to_8bit(ds: Dataset, raw: np.ndarray, mode: str) -> np.ndarray:
 
 
 def _rescaled(ds: Dataset, stored: np.ndarray) -> np.ndarray:
-    return np.asarray(apply_modality_lut(stored, ds), dtype=np.float32)
+    return np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
 
 
 def _unit_to_8bit(unit: np.ndarray, invert: bool) -> np.ndarray:
@@ -188,4 +253,5 @@ def decode_dicom(path: Path, window: str = "auto") -> DicomFrames:
         instance_number=int(float(instance)) if instance is not None else None,
         positions=_positions(ds, raw.shape[0]),
         frames=_to_8bit(ds, raw, window),
+        burned_in=(text(ds, _BURNED_IN) or "").upper() == "YES",
     )

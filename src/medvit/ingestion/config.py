@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# Where a cohort lives stays out of every repr, and so out of the MLflow params (kedro-mlflow logs
+# `str(params)`): exports often name folders after patients.
+Location = Annotated[Path, Field(repr=False)]
+OptionalLocation = Annotated[Path | None, Field(repr=False)]
 
 
 class DicomSource(_Strict):
@@ -23,15 +29,18 @@ class DicomSource(_Strict):
     `patients_csv`: columns `patient_id` (raw PatientID), `tumor` (0/1).
     `boxes_csv`: columns `sop_instance_uid, x1, y1, x2, y2` in pixels of the DICOM image.
     `masks_dir`: `<SOPInstanceUID>.png`, non-zero = tumour, same size as the image.
+    `allow_burned_in`: use slices marked `BurnedInAnnotation: YES` (text such as a name may be
+    in the pixels), quarantined otherwise; set it only once their pixels have been checked.
     """
 
     type: Literal["dicom"] = "dicom"
     name: str
-    root: Path
-    patients_csv: Path | None = None
-    boxes_csv: Path | None = None
-    masks_dir: Path | None = None
+    root: Location
+    patients_csv: OptionalLocation = None
+    boxes_csv: OptionalLocation = None
+    masks_dir: OptionalLocation = None
     window: Literal["auto", "tags", "percentile"] = "auto"
+    allow_burned_in: bool = False
 
 
 class DemoSource(_Strict):
@@ -45,12 +54,14 @@ class ImageFolderSource(_Strict):
     """Images plus a manifest CSV with YOLO label files and optional masks (paths relative to root).
 
     Patient-disjointness comes from `patient_column`; without patient ids, from `group_column`
-    (e.g. the figshare authors' `fold`); with neither, each image is its own unit.
+    (e.g. the figshare authors' `fold`). With neither, slices of one patient could land in both
+    train and test, so the source is refused unless it says `unit: image`: then each image is its
+    own unit, a warning is logged and the run is tagged `patient_disjoint=false`.
     """
 
     type: Literal["image_folder"] = "image_folder"
     name: str
-    root: Path
+    root: Location
     manifest: str = "manifest.csv"
     image_column: str = "image"
     label_column: str | None = "label"
@@ -59,6 +70,25 @@ class ImageFolderSource(_Strict):
     patient_column: str | None = None
     group_column: str | None = None
     tumor_type_column: str | None = None
+    unit: Literal["patient", "image"] = "patient"
+
+    @model_validator(mode="after")
+    def _patient_disjoint_unit(self) -> Self:
+        grouped = self.patient_column is not None or self.group_column is not None
+        if self.unit == "patient" and not grouped:
+            raise ValueError(
+                f"image_folder source {self.name!r} names neither a patient_column nor a "
+                "group_column, so slices of one patient could land in both train and test; "
+                "name the column of the manifest that holds patient ids (patient_column) or "
+                "patient-disjoint groups (group_column), or set `unit: image` to split image by "
+                "image knowingly"
+            )
+        if self.unit == "image" and grouped:
+            raise ValueError(
+                f"image_folder source {self.name!r} sets `unit: image` but also a patient or "
+                "group column; drop one of the two"
+            )
+        return self
 
 
 class NiftiSource(_Strict):
@@ -66,7 +96,7 @@ class NiftiSource(_Strict):
 
     type: Literal["nifti"] = "nifti"
     name: str
-    root: Path
+    root: Location
     manifest: str = "manifest.csv"
     percentiles: tuple[float, float] = (0.5, 99.5)
 
@@ -82,6 +112,8 @@ class IngestionParams(_Strict):
     workers: int | Literal["auto"] = "auto"
     chunk_size: int = Field(32, ge=1)
     max_bad_fraction: float = Field(0.1, ge=0.0, le=1.0)
+    # The quarantine report names files (identifying): local only unless asked for.
+    log_quarantine_report: bool = False
 
     @field_validator("sources")
     @classmethod
@@ -91,6 +123,18 @@ class IngestionParams(_Strict):
         if duplicated:
             raise ValueError(f"source names must be unique, repeated: {duplicated}")
         return sources
+
+    @property
+    def uses_demo(self) -> bool:
+        return any(isinstance(source, DemoSource) for source in self.sources)
+
+    @property
+    def patient_disjoint(self) -> bool:
+        """False when a source splits image by image (`unit: image`): tagged on the run."""
+        return not any(
+            isinstance(source, ImageFolderSource) and source.unit == "image"
+            for source in self.sources
+        )
 
     def worker_count(self) -> int:
         return (os.cpu_count() or 1) if self.workers == "auto" else int(self.workers)

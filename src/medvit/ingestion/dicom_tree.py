@@ -69,6 +69,22 @@ def units(source: DicomSource, chunk_size: int) -> list[list[str]]:
     return [files[i : i + chunk_size] for i in range(0, len(files), chunk_size)]
 
 
+def paths(_: DicomSource, files: list[str]) -> list[str]:
+    return files
+
+
+def truth_files(source: DicomSource) -> list[str]:
+    """Ground-truth files, which the quarantine report names when they match no image."""
+    files = [str(path) for path in (source.patients_csv, source.boxes_csv) if path is not None]
+    return files + [str(path) for path in _mask_files(source)]
+
+
+def _mask_files(source: DicomSource) -> list[Path]:
+    if source.masks_dir is None or not source.masks_dir.is_dir():
+        return []
+    return sorted(source.masks_dir.glob("*.png"))
+
+
 def _mask(source: DicomSource, sop: str) -> np.ndarray | None:
     if source.masks_dir is None:
         return None
@@ -87,6 +103,14 @@ def process(
             result.reject(relative, problem.kind, str(problem))
             continue
         result.seen.update((dicom.sop_uid, dicom.patient_id))
+        if dicom.burned_in and not source.allow_burned_in:
+            result.reject(
+                relative,
+                "burned_in_annotation",
+                "BurnedInAnnotation is YES: the pixels may show names or dates; after checking "
+                f"them, set allow_burned_in: true for source '{source.name}' to use such slices",
+            )
+            continue
         if truth.patients is not None and dicom.patient_id not in truth.patients:
             result.reject(relative, "unlabelled_patient", "PatientID not in patients_csv")
             continue
@@ -120,29 +144,29 @@ def process(
     return result
 
 
+def _orphan_rows(path: Path, column: str, unmatched: set[str]) -> list[Quarantined]:
+    """One entry per CSV line (header = 1) whose key matched nothing: the line number, never the
+    key, which is a raw PatientID or UID."""
+    if not unmatched:
+        return []
+    keys = read_csv(path, [column])[column].str.strip()
+    return [
+        Quarantined(str(path), "orphan_label", f"line {line}: its {column} matches no image")
+        for line, key in enumerate(keys, start=2)
+        if key in unmatched
+    ]
+
+
 def orphans(source: DicomSource, truth: DicomTruth, seen: set[str]) -> list[Quarantined]:
     """Ground truth that points at nothing ingested: listed, never silently ignored."""
-    found = [
-        Quarantined(
-            str(source.boxes_csv),
-            "orphan_label",
-            f"box for SOPInstanceUID {sop} matches no ingested image",
-        )
-        for sop in sorted(set(truth.boxes) - seen)
-    ]
+    found = []
+    if source.boxes_csv is not None:
+        found += _orphan_rows(source.boxes_csv, "sop_instance_uid", set(truth.boxes) - seen)
+    if source.patients_csv is not None:
+        found += _orphan_rows(source.patients_csv, "patient_id", set(truth.patients or {}) - seen)
     found += [
-        Quarantined(
-            str(source.patients_csv),
-            "orphan_label",
-            f"patient row {index} of patients_csv matches no ingested image",
-        )
-        for index, patient in enumerate(truth.patients or {})
-        if patient not in seen
+        Quarantined(str(path), "orphan_label", "mask matches no ingested image")
+        for path in _mask_files(source)
+        if path.stem not in seen
     ]
-    if source.masks_dir is not None and source.masks_dir.is_dir():
-        found += [
-            Quarantined(str(path), "orphan_label", "mask matches no ingested image")
-            for path in sorted(source.masks_dir.glob("*.png"))
-            if path.stem not in seen
-        ]
     return found

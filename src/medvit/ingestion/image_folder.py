@@ -6,10 +6,12 @@ boxes are normalised centre/size; they are validated against the real image size
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import cv2
 import numpy as np
+import pandas as pd
 
 from medvit.imaging.intensity import window_percentile
 from medvit.ingestion.config import ImageFolderSource
@@ -17,8 +19,11 @@ from medvit.ingestion.dicom_tree import read_csv
 from medvit.ingestion.pseudonym import Pseudonymiser
 from medvit.ingestion.units import Rejected, UnitResult, check_annotations
 
+log = logging.getLogger(__name__)
 
-def units(source: ImageFolderSource, chunk_size: int) -> list[list[dict[str, Any]]]:
+
+def _rows(source: ImageFolderSource) -> list[dict[str, Any]]:
+    """The manifest's rows with their CSV line number, missing cells as None."""
     columns = [source.image_column] + [
         column
         for column in (
@@ -32,13 +37,41 @@ def units(source: ImageFolderSource, chunk_size: int) -> list[list[dict[str, Any
         if column
     ]
     frame = read_csv(source.root / source.manifest, columns)
-    rows = [
+    return [
         {"_row": index + 2, **row}  # CSV line number, header being line 1
         for index, row in enumerate(
             frame.astype(object).where(frame.notna(), None).to_dict("records")
         )
     ]
+
+
+def units(source: ImageFolderSource, chunk_size: int) -> list[list[dict[str, Any]]]:
+    if source.unit == "image":
+        log.warning(
+            "Source %r: `unit: image` makes every image its own unit, so slices of one patient "
+            "may sit in both train and test and patient-level metrics are not patient-disjoint",
+            source.name,
+        )
+    rows = _rows(source)
     return [rows[i : i + chunk_size] for i in range(0, len(rows), chunk_size)]
+
+
+def patient_labels(source: ImageFolderSource) -> pd.Series | None:
+    """Each unit's label as the manifest states it, before any image is read; None without a
+    tumour column, where only the label files and masks tell.
+
+    A row's box or mask also makes its slice a tumour slice at ingestion; the split node, which
+    sees those, checks the split request again.
+    """
+    if source.tumor_column is None:
+        return None
+    rows = _rows(source)
+    keys = [_unit_id(source, row)[0] for row in rows]
+    return pd.Series([_tumor(source, row) for row in rows], index=keys).groupby(level=0).max()
+
+
+def paths(source: ImageFolderSource, rows: list[dict[str, Any]]) -> list[str]:
+    return [str(row[source.image_column]) for row in rows]
 
 
 def _read_grey(path: str) -> np.ndarray:
@@ -68,6 +101,11 @@ def _yolo_boxes(text: str, rows: int, cols: int) -> list[list[float]]:
     return boxes
 
 
+def _tumor(source: ImageFolderSource, row: dict[str, Any]) -> int:
+    value = row.get(source.tumor_column) if source.tumor_column else None
+    return int(float(value)) if value is not None else 0
+
+
 def _unit_id(source: ImageFolderSource, row: dict[str, Any]) -> tuple[str, str | None]:
     """Raw patient key and group value: the patient id, else the group, else the image itself."""
     if source.patient_column:
@@ -92,21 +130,22 @@ def _slice(
     if source.label_column and row[source.label_column]:
         label_path = source.root / str(row[source.label_column])
         if not label_path.is_file():
-            raise Rejected("missing_label", f"label file {row[source.label_column]} does not exist")
+            raise Rejected(
+                "missing_label", f"manifest line {row['_row']} names a missing label file"
+            )
         boxes = _yolo_boxes(label_path.read_text(), rows, cols)
     mask = None
     if source.mask_column and row[source.mask_column]:
         mask = cv2.imread(str(source.root / str(row[source.mask_column])), cv2.IMREAD_GRAYSCALE)
         if mask is None:
             raise Rejected(
-                "missing_mask", f"mask {row[source.mask_column]} is missing or unreadable"
+                "missing_mask", f"manifest line {row['_row']} names a missing or unreadable mask"
             )
     problem = check_annotations(boxes, mask, rows, cols)
     if problem:
         raise Rejected("bad_annotation", problem)
     raw_patient, group = _unit_id(source, row)
     patient_id = pseudo("patient", raw_patient)
-    tumor = row.get(source.tumor_column) if source.tumor_column else None
     result.add_slice(
         {
             "source": source.name,
@@ -118,7 +157,7 @@ def _slice(
             "instance_number": row["_row"],
             "frame": 0,
             "position": None,
-            "tumor": int(float(tumor)) if tumor is not None else 0,
+            "tumor": _tumor(source, row),
             "group": group,
             "tumor_type": row.get(source.tumor_type_column) if source.tumor_type_column else None,
         },

@@ -25,13 +25,18 @@ def units(source: NiftiSource, chunk_size: int) -> list[list[dict[str, Any]]]:
     return [[row] for row in rows]
 
 
+def paths(_: NiftiSource, unit: list[dict[str, Any]]) -> list[str]:
+    return [str(row["image"]) for row in unit]
+
+
 def _volume(path: str) -> np.ndarray:
     try:
         image = nib.as_closest_canonical(nib.load(path))
         data = np.asarray(image.dataobj, dtype=np.float32)
     except (OSError, ValueError, EOFError, nib.filebasedimages.ImageFileError) as error:
+        message = str(error).replace(path, "the file")  # a mask's path is not the row's key
         raise Rejected(
-            "corrupt_image", f"unreadable NIfTI ({type(error).__name__}: {error})"
+            "corrupt_image", f"unreadable NIfTI ({type(error).__name__}: {message})"
         ) from error
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
@@ -56,7 +61,7 @@ def _ingest_volume(
     if row.get("mask"):
         mask_path = source.root / str(row["mask"])
         if not mask_path.is_file():
-            raise Rejected("missing_mask", f"mask volume {row['mask']} does not exist")
+            raise Rejected("missing_mask", "its mask volume does not exist")
         mask = _volume(str(mask_path))
         if mask.shape != volume.shape:
             raise Rejected(

@@ -4,6 +4,9 @@ The number of slices is unknown until every file has been decoded, so the writer
 fixed-size `.npy` header, appends rows as they arrive and rewrites the header with the final
 shape at the end. Readers get a plain `np.load(..., mmap_mode="r")` array: no pickle, no copy,
 and a DataLoader worker touches only the pages of the slices it reads.
+
+A store is rewritten whole (`medvit.atomic.replacing`): records index the pixels of their own
+write, so an interrupted re-ingest leaves the previous store exactly as it was.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from medvit.atomic import recover, replacing
 from medvit.ingestion.units import UnitResult
 
 _HEADER_BYTES = 128  # a multiple of 64, as the .npy format asks, and room for any 3-D shape
@@ -62,6 +66,7 @@ class SliceStore:
 
 
 def open_store(folder: Path) -> SliceStore:
+    recover(folder)
     return SliceStore(
         images=np.load(folder / "images.npy", mmap_mode="r"),
         masks=np.load(folder / "masks.npy", mmap_mode="r"),
@@ -72,7 +77,7 @@ def open_store(folder: Path) -> SliceStore:
 
 RECORD_COLUMNS = [
     "source",
-    "path",
+    "file_id",  # the input file's opaque key; its path is in the local lookup only
     "patient_id",
     "study_id",
     "series_id",
@@ -84,6 +89,7 @@ RECORD_COLUMNS = [
     "cols",
     "tumor",
     "boxes",
+    "clipped_boxes",  # boxes of this slice that ran past the image edge and were clipped
     "patient_tumor",
     "group",
     "tumor_type",
@@ -93,8 +99,13 @@ RECORD_COLUMNS = [
 
 
 def write_store(folder: Path, results: Iterable[UnitResult]) -> None:
-    """Consume a result stream into `folder`; only records and quarantine rows stay in memory."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Consume a result stream into a new store that replaces `folder` once complete."""
+    with replacing(folder) as staging:
+        _write_files(staging, results)
+
+
+def _write_files(folder: Path, results: Iterable[UnitResult]) -> None:
+    """Stream pixels to disk; only records and quarantine rows stay in memory."""
     images = masks = None
     records: list[dict] = []
     quarantine: list[dict] = []
@@ -124,6 +135,6 @@ def write_store(folder: Path, results: Iterable[UnitResult]) -> None:
     for column in ("patient_tumor", "instance_number"):
         frame[column] = frame[column].astype("Int64")
     frame.to_parquet(folder / "records.parquet", index=False)
-    pd.DataFrame(quarantine, columns=["path", "kind", "reason"]).to_parquet(
+    pd.DataFrame(quarantine, columns=["file_id", "kind", "reason"]).to_parquet(
         folder / "quarantine.parquet", index=False
     )

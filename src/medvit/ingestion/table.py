@@ -6,8 +6,6 @@ together after the parallel read, so they live here rather than in the readers.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pandas as pd
 
@@ -77,17 +75,23 @@ def build_slice_table(
         .reset_index(drop=True)
     )
     report = pd.concat(
-        [quarantine, rejected[["path", "kind", "reason"]].drop_duplicates()], ignore_index=True
+        [quarantine, rejected[["file_id", "kind", "reason"]].drop_duplicates()], ignore_index=True
     )
     return table, report
+
+
+def name_files(report: pd.DataFrame, lookup: pd.DataFrame) -> pd.DataFrame:
+    """The quarantine report with each file's source and path: for the local report only."""
+    named = report.merge(lookup, on="file_id", how="left", validate="many_to_one")
+    return named[["path", "reason", "kind", "source", "file_id"]]
 
 
 def check_bad_fraction(
     records: pd.DataFrame, report: pd.DataFrame, max_bad_fraction: float, report_path: str
 ) -> None:
     """Fail when more than the tolerated share of inputs (files, manifest rows) was unusable."""
-    bad = report["path"].nunique()
-    used = records.loc[~records["path"].isin(report["path"]), "path"].nunique()
+    bad = report["file_id"].nunique()
+    used = records.loc[~records["file_id"].isin(report["file_id"]), "file_id"].nunique()
     if used == 0:
         raise IngestionError(
             f"no usable slice was ingested; every input is listed in {report_path}"
@@ -100,14 +104,12 @@ def check_bad_fraction(
         )
 
 
-def fingerprint(table: pd.DataFrame) -> str:
-    """Content hash of the slice table: tags a run with exactly which cohort it saw."""
-    hashed = pd.util.hash_pandas_object(table.astype(str), index=False).to_numpy()
-    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
-
-
-def ingestion_counts(table: pd.DataFrame, report: pd.DataFrame) -> dict[str, float]:
+def ingestion_counts(
+    table: pd.DataFrame, report: pd.DataFrame, records: pd.DataFrame
+) -> dict[str, float]:
+    """Counts for MLflow; `records` (the store's) say how many boxes of kept slices were clipped."""
     patients = table.groupby("patient_id")["patient_tumor"].first()
+    kept = records["image_ref"].isin(table["image_ref"])
     counts = {
         "ingest/slices": len(table),
         "ingest/tumor_slices": int(table["tumor"].sum()),
@@ -115,6 +117,7 @@ def ingestion_counts(table: pd.DataFrame, report: pd.DataFrame) -> dict[str, flo
         "ingest/tumor_patients": int(patients.sum()),
         "ingest/series": table["series_id"].nunique(),
         "ingest/quarantined": len(report),
+        "ingest/clipped_boxes": int(records.loc[kept, "clipped_boxes"].sum()),
     }
     for kind, count in report["kind"].value_counts().items():
         counts[f"ingest/quarantined/{kind}"] = int(count)

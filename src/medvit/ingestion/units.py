@@ -7,13 +7,15 @@ the expensive decode runs in parallel.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from medvit.imaging.intensity import Letterbox, box_problem, clip_box, to_uint8
+from medvit.imaging.intensity import Letterbox, box_clipped, box_problem, clip_box, to_uint8
 
 
 class Rejected(Exception):
@@ -26,7 +28,9 @@ class Rejected(Exception):
 
 @dataclass
 class Quarantined:
-    path: str
+    """One unusable input. Readers give its path; `UnitResult.key_files` makes it a file key."""
+
+    file_id: str
     kind: str
     reason: str
 
@@ -45,6 +49,19 @@ class UnitResult:
     def reject(self, path: str, kind: str, reason: str) -> None:
         self.quarantine.append(Quarantined(path, kind, reason))
 
+    def key_files(self, file_id: Callable[[str], str], root: Path) -> None:
+        """Replace every input path by its opaque file key before the result leaves the worker.
+
+        Folder and file names of clinical exports often carry patient names, so paths stay in
+        the local lookup; a library's error text that quotes a path gets the key instead.
+        """
+        for record in self.records:
+            record["file_id"] = file_id(record.pop("path"))
+        for item in self.quarantine:
+            path, item.file_id = item.file_id, file_id(item.file_id)
+            for quoted in (str(root / path), path):
+                item.reason = item.reason.replace(quoted, item.file_id)
+
     def add_slice(
         self,
         record: dict[str, Any],
@@ -54,7 +71,8 @@ class UnitResult:
     ) -> None:
         """Letterbox one source image (float in [0,1] or uint8) with its boxes and mask.
 
-        The caller has already validated boxes and mask against the source image size.
+        The caller has already validated boxes and mask against the source image size; boxes
+        that run past the edge are clipped to it here and counted (`clipped_boxes`).
         """
         rows, cols = image.shape
         box = Letterbox(rows, cols, self.size)
@@ -72,6 +90,7 @@ class UnitResult:
                 "cols": cols,
                 "boxes": stored_boxes,
                 "mask_slot": mask_slot,
+                "clipped_boxes": sum(box_clipped(b, rows, cols) for b in boxes),
                 "tumor": int(record.get("tumor") or bool(boxes) or mask_slot is not None),
             }
         )

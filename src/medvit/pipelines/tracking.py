@@ -23,3 +23,9 @@ def log_artifacts(paths: Iterable[Path], artifact_path: str) -> None:
         return
     for path in paths:
         mlflow.log_artifact(str(path), artifact_path)
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    """Log a text artifact into the active run, if any (an opt-in report held in memory)."""
+    if mlflow.active_run() is not None:
+        mlflow.log_text(text, artifact_file)

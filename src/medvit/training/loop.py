@@ -5,6 +5,11 @@ validate, report metrics to a callback, checkpoint, and decide on early stopping
 runs on CPU (fp32), CUDA (bf16 autocast, channels_last CNNs, pinned workers) and under torchrun
 (DDP; only rank 0 reports and writes). Library code: no Kedro, no MLflow; the caller's
 `on_epoch_end` decides where metrics go.
+
+A rerun never returns a stale model: it continues only an interrupted run of the same identity
+(config, initial weights, samples and the caller's parts: data, task, teacher, ...). A finished
+run of the same identity is taken instead of retrained only under `reuse_finished`; anything else
+trains from scratch and logs which part of the identity changed.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +29,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from medvit.training.checkpoint import BEST, LAST, fingerprint, load_state, save_atomic
+from medvit.identity import Identity, describe_change
+from medvit.training.checkpoint import (
+    BEST,
+    LAST,
+    load_state,
+    remove_states,
+    run_identity,
+    save_atomic,
+)
 from medvit.training.config import TrainConfig
 from medvit.training.data import EpochSampler, make_loader
 from medvit.training.optim import make_optimizer, warmup_cosine
@@ -46,13 +60,26 @@ EpochCallback = Callable[[dict[str, float], int], None]
 
 @dataclass
 class FitResult:
-    """The trained model (best epoch's weights when early stopping monitors a metric)."""
+    """The trained model (best epoch's weights when early stopping monitors a metric).
+
+    `reused` marks a finished earlier run taken as it was (`reuse_finished`): nothing was trained
+    and `reused_from` is the tracking run it was recorded in. `unreported` is the history this
+    call did not pass to `on_epoch_end` (epochs before a resume, or all of a reused run), for a
+    caller that wants its own record complete.
+    """
 
     model: nn.Module
+    identity: Identity
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int | None = None
     resumed_at: int | None = None  # first epoch run in this call after a resume
     stopped_early: bool = False
+    reused: bool = False
+    reused_from: str | None = None
+
+    @property
+    def unreported(self) -> list[dict[str, float]]:
+        return self.history if self.reused else self.history[: self.resumed_at or 0]
 
 
 def is_cnn(model: nn.Module) -> bool:
@@ -169,9 +196,10 @@ class _Trainer:
         val_data: Dataset | None,
         config: TrainConfig,
         sample_weights: np.ndarray | None,
-        run_key: str,
+        identity_parts: Mapping[str, Any],
+        tracking_run_id: str | None,
     ) -> None:
-        self.config, self.task = config, task
+        self.config, self.task, self.tracking_run_id = config, task, tracking_run_id
         self.runtime = init_runtime(config)
         seed_everything(config.seed)
         self.channels_last = uses_channels_last(model, config)
@@ -180,6 +208,15 @@ class _Trainer:
         if self.runtime.distributed:
             device_ids = [self.runtime.device] if self.runtime.device.type == "cuda" else None
             self.model = DistributedDataParallel(self.model, device_ids=device_ids)
+        # after DDP has broadcast rank 0's weights: every rank computes the same identity
+        self.identity = run_identity(
+            self.module,
+            config,
+            len(train_data),
+            0 if val_data is None else len(val_data),
+            sample_weights,
+            identity_parts,
+        )
         rank, world = self.runtime.rank, self.runtime.world_size
         self.sampler = EpochSampler(
             len(train_data), weights=sample_weights, seed=config.seed, rank=rank, world_size=world
@@ -206,32 +243,58 @@ class _Trainer:
         self.history: list[dict[str, float]] = []
         self.best_weights: dict | None = None
         self.stopped = False
+        self.reused_from: str | None = None
         self.folder = Path(config.checkpoint_dir) if config.checkpoint_dir else None
-        self.fingerprint = fingerprint(
-            config.model_dump(exclude={"progress", "num_workers", "checkpoint_dir", "resume"}),
-            type(self.module).__name__,
-            sum(p.numel() for p in self.module.parameters()),
-            len(train_data),
-            run_key,
-        )
 
-    def resume(self) -> int:
-        """Load `last.pt` when it belongs to this run; the first epoch still to train."""
-        if self.folder is None or not self.config.resume:
-            return 0
-        state = load_state(self.folder / LAST, self.fingerprint)
+    def _why_not_continue(self, state: dict | None) -> str | None:
+        """None when `state` may be continued (or, finished, reused); else the reason not to."""
+        if not self.config.resume:
+            return "resume: false"
         if state is None:
+            return "no earlier run"
+        if "identity" not in state:
+            return "the checkpoint records no run identity"
+        change = describe_change(state["identity"], self.identity)
+        if change != "unchanged":
+            return f"identity {change}"
+        if self._finished(state) and not self.config.reuse_finished:
+            return "a finished run of the same identity exists and reuse_finished is false"
+        return None
+
+    def _finished(self, state: dict) -> bool:
+        return state["stopped"] or state["epoch"] + 1 >= self.config.epochs
+
+    def restore(self) -> int:
+        """Continue `last.pt` when this run may; the first epoch still to train."""
+        if self.folder is None:
+            return 0
+        state = load_state(self.folder / LAST) if self.config.resume else None
+        reason = self._why_not_continue(state)
+        barrier(self.runtime)  # every rank has decided before rank 0 removes what it read
+        if reason is not None:
+            logger.info("Training %s from scratch: %s", self.folder, reason)
+            if self.runtime.is_main:
+                remove_states(self.folder)
             return 0
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.stopping.load(state["stopping"])
         self.history = state["history"]
-        best = load_state(self.folder / BEST, self.fingerprint)
-        self.best_weights = best["model"] if best else None
+        best = load_state(self.folder / BEST)
+        same = best is not None and best.get("identity") == self.identity
+        self.best_weights = best["model"] if same else None
         self.stopped = state["stopped"]
+        if self._finished(state):
+            self.reused_from = state.get("tracking_run_id") or "unknown"
+            logger.info(
+                "Reusing the finished run in %s (tracking run %s): reuse_finished is true",
+                self.folder,
+                self.reused_from,
+            )
+            return self.config.epochs
         logger.info("Resuming %s after epoch %d", self.folder, state["epoch"] + 1)
-        return self.config.epochs if self.stopped else state["epoch"] + 1
+        return state["epoch"] + 1
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
@@ -262,7 +325,7 @@ class _Trainer:
         seconds = time.perf_counter() - started
         metrics = {f"train_{k}": v for k, v in _mean_over_ranks(sums, count, self.runtime).items()}
         metrics["train_images_per_s"] = count * self.runtime.world_size / seconds
-        metrics["lr"] = self.scheduler.get_last_lr()[0]
+        metrics["lr"] = max(self.scheduler.get_last_lr())  # the top block's under layer decay
         return metrics
 
     def validate(self) -> dict[str, float]:
@@ -279,11 +342,12 @@ class _Trainer:
             self.best_weights = weights
         if self.folder is None or not self.runtime.is_main:
             return
-        if improved:
-            save_atomic({"fingerprint": self.fingerprint, "model": weights}, self.folder / BEST)
+        if improved:  # before last.pt: a kill in between replays this epoch, never loses its best
+            save_atomic({"identity": self.identity, "model": weights}, self.folder / BEST)
         save_atomic(
             {
-                "fingerprint": self.fingerprint,
+                "identity": self.identity,
+                "tracking_run_id": self.tracking_run_id,
                 "epoch": epoch,
                 "stopped": self.stopped,
                 "model": weights,
@@ -296,7 +360,7 @@ class _Trainer:
         )
 
     def run(self, on_epoch_end: EpochCallback | None) -> FitResult:
-        start = self.resume()
+        start = self.restore()
         for epoch in range(start, self.config.epochs):
             seed_everything(epoch_seed(self.config.seed, epoch, self.runtime.rank))
             self.task.on_epoch_start(epoch)
@@ -315,12 +379,16 @@ class _Trainer:
                 break
         if self.best_weights is not None:
             self.module.load_state_dict(self.best_weights)
+        reused = self.reused_from is not None
         return FitResult(
             model=self.module,
+            identity=self.identity,
             history=self.history,
             best_epoch=self.stopping.best_epoch,
-            resumed_at=start if start > 0 else None,
+            resumed_at=start if start > 0 and not reused else None,
             stopped_early=self.stopped,
+            reused=reused,
+            reused_from=self.reused_from,
         )
 
 
@@ -333,16 +401,22 @@ def fit(
     *,
     sample_weights: np.ndarray | None = None,
     on_epoch_end: EpochCallback | None = None,
-    run_key: str = "",
+    identity: Mapping[str, Any] | None = None,
+    tracking_run_id: str | None = None,
 ) -> FitResult:
-    """Train `model` on `task`; resume from `config.checkpoint_dir` when it holds this run.
+    """Train `model` on `task`; continue from `config.checkpoint_dir` when it holds this run.
 
     `sample_weights` (one per training sample) switches to class-balanced sampling with
-    replacement. `run_key` identifies the data (e.g. a hash of the training table) so a
-    checkpoint is never resumed on different data. `on_epoch_end(metrics, epoch)` runs on rank 0
-    after each epoch's checkpoint, so what it logs is never ahead of what a resume restores.
+    replacement. `identity` names what the loop cannot see but the result depends on: a digest of
+    the data, the task and loss settings, augmentation, the teacher's weights... (each value any
+    canonicalisable object; see `medvit.identity`). The loop adds the config, the initial weights
+    and the samples. `tracking_run_id` (e.g. the MLflow run) is stored with the checkpoint, so
+    that a later reuse can name the run that trained it. `on_epoch_end(metrics, epoch)` runs on
+    rank 0 after each epoch's checkpoint, so what it logs is never ahead of what a resume restores.
     """
-    trainer = _Trainer(model, task, train_data, val_data, config, sample_weights, run_key)
+    trainer = _Trainer(
+        model, task, train_data, val_data, config, sample_weights, identity or {}, tracking_run_id
+    )
     return trainer.run(on_epoch_end)
 
 

@@ -1,8 +1,12 @@
-"""AdamW with linear warmup and cosine decay, stepped per batch.
+"""AdamW with timm's parameter groups, linear warmup and cosine decay, stepped per batch.
 
-Norm and bias parameters (1-D) get no weight decay: decaying them only fights normalisation.
-The fused AdamW kernel (CPU and CUDA) updates all parameters in one call instead of a Python loop
-over ~150 tensors per step.
+No weight decay on biases, norms and what a timm model lists in `no_weight_decay()` (`cls_token`,
+`dist_token`, `pos_embed`): decaying them only fights normalisation or pulls the tokens toward
+zero. timm builds the groups (`param_groups_weight_decay`, or `param_groups_layer_decay` for
+layer-wise LR decay), in parameter order, so a resumed optimiser state lines up group for group.
+timm's `lr_scale` is applied by timm's own schedulers; ours is torch's `LambdaLR`, so the scale is
+folded into each group's base `lr` here. The fused AdamW kernel (CPU and CUDA) updates all
+parameters in one call instead of a Python loop over ~150 tensors per step.
 """
 
 from __future__ import annotations
@@ -10,21 +14,27 @@ from __future__ import annotations
 import math
 
 import torch
+from timm.optim import param_groups_layer_decay, param_groups_weight_decay
 from torch import nn
 
 from medvit.training.config import TrainConfig
 
 
+def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
+    """timm's groups: weight decay per parameter kind and, with `layer_decay`, lr per block."""
+    no_decay = getattr(model, "no_weight_decay", set)()
+    if config.layer_decay is None:
+        return param_groups_weight_decay(model, config.weight_decay, no_weight_decay_list=no_decay)
+    groups = param_groups_layer_decay(
+        model, config.weight_decay, no_weight_decay_list=no_decay, layer_decay=config.layer_decay
+    )
+    for group in groups:
+        group["lr"] = config.lr * group.pop("lr_scale")
+    return groups
+
+
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    decay, no_decay = [], []
-    for parameter in model.parameters():
-        if parameter.requires_grad:
-            (no_decay if parameter.ndim <= 1 else decay).append(parameter)
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=config.lr, fused=True)
+    return torch.optim.AdamW(parameter_groups(model, config), lr=config.lr, fused=True)
 
 
 def warmup_cosine(

@@ -2,30 +2,42 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pandas as pd
 
+from medvit.datasets.demo_cohort import DemoRequest
 from medvit.imaging.demo import DemoCohort, DemoCohortSpec
+from medvit.ingestion.cohort import check_split_request
 from medvit.ingestion.config import DemoSource, DicomSource, IngestionParams
 from medvit.ingestion.pseudonym import resolve_key
 from medvit.ingestion.store import SliceStore
-from medvit.ingestion.stream import ConcreteSource, stream_units
+from medvit.ingestion.stream import ConcreteSource, IngestionStream, stream_units
 from medvit.ingestion.table import (
     build_slice_table,
     check_bad_fraction,
     ingestion_counts,
+    name_files,
 )
-from medvit.ingestion.units import UnitResult
-from medvit.pipelines.tracking import metric_items
-from medvit.splits import SplitParams, check_disjoint, make_splits, split_counts
+from medvit.pipelines.tracking import log_text, metric_items
+from medvit.splits import (
+    SplitParams,
+    check_disjoint,
+    make_splits,
+    split_counts,
+    with_fingerprint,
+)
 
 QUARANTINE_REPORT = "data/08_reporting/ingestion_quarantine.csv"
 
 
-def demo_cohort_spec(spec: DemoCohortSpec) -> DemoCohortSpec:
-    """The dataset writes the cohort (or keeps it, when the spec is unchanged)."""
-    return spec
+def plan_cohort(
+    demo: DemoCohortSpec, ingestion: IngestionParams, splits: SplitParams
+) -> tuple[DemoRequest, dict[str, str]]:
+    """What needs no pixels, before any heavy work: whether the label files allow the split asked
+    for, whether the demo is a source at all (the dataset writes it only then, or keeps it when
+    the spec is unchanged), and the run's `patient_disjoint` tag."""
+    check_split_request(ingestion.sources, demo, splits)
+    tags = {"patient_disjoint": str(ingestion.patient_disjoint).lower()}
+    return DemoRequest(demo if ingestion.uses_demo else None), tags
 
 
 def _resolve(source: object, demo: DemoCohort) -> ConcreteSource:
@@ -43,23 +55,30 @@ def _resolve(source: object, demo: DemoCohort) -> ConcreteSource:
 
 def ingest(
     params: IngestionParams, pseudonym_key: str | None, demo_cohort: DemoCohort
-) -> Iterator[UnitResult]:
-    """Stream every configured source into the pixel store (a generator the dataset consumes)."""
+) -> tuple[pd.DataFrame, IngestionStream]:
+    """The local lookup of every input file, then the stream the pixel store dataset consumes.
+
+    The lookup is saved first, so a run that fails while decoding still lets a user find files.
+    """
     sources = [_resolve(source, demo_cohort) for source in params.sources]
-    return stream_units(sources, params, resolve_key(pseudonym_key))
+    stream = stream_units(sources, params, resolve_key(pseudonym_key, params.sources))
+    return stream.lookup(), stream
 
 
-def build_slices(store: SliceStore) -> tuple[pd.DataFrame, pd.DataFrame]:
+def build_slices(store: SliceStore, lookup: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The slice table, and the quarantine report naming files for the local reporting folder."""
     table, report = build_slice_table(store.records, store.quarantine)
-    return table, report[["path", "reason", "kind"]]
+    return table, name_files(report, lookup)
 
 
 def accept_slices(
     candidates: pd.DataFrame, quarantine: pd.DataFrame, store: SliceStore, params: IngestionParams
 ) -> tuple[pd.DataFrame, dict]:
     """Gate on `max_bad_fraction` after the quarantine report is on disk, so a failed run has it."""
+    if params.log_quarantine_report:
+        log_text(quarantine.to_csv(index=False), "reports/ingestion_quarantine.csv")
     check_bad_fraction(store.records, quarantine, params.max_bad_fraction, QUARANTINE_REPORT)
-    return candidates, metric_items(ingestion_counts(candidates, quarantine))
+    return candidates, metric_items(ingestion_counts(candidates, quarantine, store.records))
 
 
 def patient_units(slices: pd.DataFrame) -> pd.DataFrame:
@@ -72,6 +91,7 @@ def patient_units(slices: pd.DataFrame) -> pd.DataFrame:
 
 
 def split_patients(slices: pd.DataFrame, params: SplitParams) -> tuple[pd.DataFrame, dict]:
-    splits = make_splits(patient_units(slices), params)
+    """Splits that carry the slice table's fingerprint, so stages refuse them with another one."""
+    splits = with_fingerprint(make_splits(patient_units(slices), params), slices)
     check_disjoint(splits, slices)
     return splits, metric_items({f"split/{k}": v for k, v in split_counts(splits).items()})

@@ -8,16 +8,21 @@ from medvit.pipelines.data_preparation import nodes
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
-            node(nodes.demo_cohort_spec, "params:demo_cohort", "demo_cohort", name="demo_cohort"),
+            node(
+                nodes.plan_cohort,
+                ["params:demo_cohort", "params:ingestion", "params:splits"],
+                ["demo_cohort", "run_tags"],
+                name="plan_cohort",
+            ),
             node(
                 nodes.ingest,
                 ["params:ingestion", "pseudonym_key", "demo_cohort"],
-                "slice_store",
+                ["source_path_lookup", "slice_store"],
                 name="ingest_sources",
             ),
             node(
                 nodes.build_slices,
-                "slice_store",
+                ["slice_store", "source_path_lookup"],
                 ["slice_candidates", "ingestion_quarantine"],
                 name="build_slice_table",
             ),

@@ -21,6 +21,7 @@ from medvit.detection.yolo import (
     train_detector,
     validate_detector,
 )
+from medvit.evaluation.ptp import SLICE_KEY
 from medvit.ingestion.store import SliceStore
 from medvit.pipelines.tracking import log_artifacts, metric_items
 from medvit.splits import slices_in
@@ -83,6 +84,7 @@ class DetectionParams(BaseModel):
 
     train: TrainParams = Field(default_factory=TrainParams)
     predict: PredictParams = Field(default_factory=PredictParams)
+    log_patient_images: bool = False  # ultralytics' batch mosaics and val images to MLflow
 
 
 def export_yolo_dataset(
@@ -100,7 +102,7 @@ def train(yolo_dataset: YoloDataset, params: DetectionParams) -> tuple[Path, dic
     trained = train_detector(
         yolo_dataset, weights, args, Path(params.train.workdir), params.train.resume
     )
-    log_artifacts(trained.plots(), f"{MODEL}/training")
+    log_artifacts(trained.plots(params.log_patient_images), f"{MODEL}/training")
     log_artifacts([trained.best], f"models/{MODEL}")
     history = trained.history()
     metrics = {
@@ -143,7 +145,7 @@ def predict(
             weights, slice_store.images, rows["image_ref"].tolist(), params.predict.batch, args
         )
     )
-    table = rows[["split", "patient_id", "series_id", "slice_index", "tumor"]].assign(
+    table = rows[["split", *SLICE_KEY, "tumor"]].assign(
         score=[score for score, _ in scored], boxes=[boxes for _, boxes in scored]
     )
     return tuple(  # type: ignore[return-value]

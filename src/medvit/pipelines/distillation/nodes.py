@@ -7,7 +7,6 @@ runs before the first epoch. Per-epoch history goes to the active MLflow run as
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from functools import partial
 from typing import Literal
@@ -21,6 +20,8 @@ from mlflow.models import infer_signature
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 from torch import nn
 
+from medvit.evaluation.ptp import SLICE_KEY
+from medvit.identity import rows_digest, state_digest, table_digest
 from medvit.ingestion.store import SliceStore
 from medvit.models import (
     DistillationLoss,
@@ -145,10 +146,20 @@ def _dataset(
     )
 
 
-def _data_key(table: pd.DataFrame) -> str:
-    """Identity of the training data, so a checkpoint is never resumed on other slices."""
-    columns = table[["patient_id", "slice_index", "image_ref", "label", "split"]]
-    return hashlib.sha256(pd.util.hash_pandas_object(columns).to_numpy().tobytes()).hexdigest()
+def _data_digest(table: pd.DataFrame) -> str:
+    """The train and val rows a model learns from and is selected on, in the order it sees them.
+
+    Not the test rows: a model's identity must not depend on how it will be tested.
+    """
+    rows = table[table["split"].isin(["train", "val"])]
+    columns = (*SLICE_KEY, "image_ref", "label", "split")
+    return table_digest(rows, [column for column in columns if column in rows])
+
+
+def _pixel_digest(table: pd.DataFrame, store: SliceStore) -> str:
+    """The train and val pixels: a re-ingest with other windowing keeps the table but not them."""
+    rows = table[table["split"].isin(["train", "val"])]
+    return rows_digest(store.images, rows["image_ref"].to_numpy())
 
 
 def _imbalance(
@@ -176,14 +187,24 @@ def _fit(
     model: nn.Module,
     task: ClassificationTask,
     table: pd.DataFrame,
+    classes: list[str],
     store: SliceStore,
     data: DistillationDataParams,
     augmentation: Augmentation,
     config: TrainConfig,
     sample_weights: np.ndarray | None,
+    identity: dict[str, object],
 ) -> nn.Module:
+    """`identity`: what the model's result depends on beyond the data settings here (its
+    architecture, loss, teacher); `fit` adds the config and the initial weights.
+
+    A reused run is tagged `fit/<name>/reused_from` with the MLflow run that trained it, and the
+    history this run did not see being trained (all of a reused run, the epochs before a
+    resume) is logged again, so every run holds a model's whole `fit/<name>/*` record.
+    """
     train = _dataset(table, store, "train", data.image_size, augmentation)
     val = _dataset(table, store, "val", data.image_size, "none")
+    run = mlflow.active_run()
     result = fit(
         model,
         task,
@@ -192,8 +213,21 @@ def _fit(
         config,
         sample_weights=sample_weights,
         on_epoch_end=partial(_log_epoch, name),
-        run_key=_data_key(table),
+        identity={
+            "data": _data_digest(table),
+            "pixels": _pixel_digest(table, store),
+            "labels": {"target": data.target, "classes": classes},
+            "imbalance": data.imbalance,
+            "image_size": data.image_size,
+            "augmentation": augmentation,
+            **identity,
+        },
+        tracking_run_id=None if run is None else run.info.run_id,
     )
+    for epoch, metrics in enumerate(result.unreported):
+        _log_epoch(name, metrics, epoch)
+    if result.reused and run is not None:
+        mlflow.set_tag(f"fit/{name}/reused_from", result.reused_from)
     best = "the last" if result.best_epoch is None else result.best_epoch + 1
     logger.info("%s: weights of epoch %s of %d kept", name, best, len(result.history))
     return result.model.cpu().eval()
@@ -222,11 +256,16 @@ def train_teacher(
         model,
         task,
         table,
+        classes,
         slice_store,
         data,
         teacher.augmentation,
         teacher.training,
         sample_weights,
+        {
+            "model": {"architecture": teacher.architecture, "pretrained": teacher.pretrained},
+            "loss": "cross_entropy",
+        },
     )
 
 
@@ -261,11 +300,17 @@ def train_student(
         model,
         task,
         table,
+        classes,
         slice_store,
         data,
         student.augmentation,
         student.training,
         sample_weights,
+        {
+            "model": {"size": student.size},
+            "loss": student.loss,
+            "teacher": state_digest(teacher_model.state_dict()),
+        },
     )
 
 
@@ -287,7 +332,7 @@ def predict_slices(
             config,
         )
         frames.append(
-            rows[["patient_id", "slice_index", "tumor"]].assign(
+            rows[[*SLICE_KEY, "tumor"]].assign(
                 score=tumour_score(outputs["probabilities"]).astype(float)
             )
         )

@@ -21,6 +21,7 @@ from medvit.evaluation.confusion import Objective
 from medvit.evaluation.plots import confusion_matrix_figure, roc_figure, score_strip_figure
 from medvit.evaluation.ptp import (
     AggregationRule,
+    Unit,
     choose_threshold,
     flatten_metrics,
     patient_metrics,
@@ -49,6 +50,7 @@ class EvaluationParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rule: AggregationRule = AggregationRule("max")
+    aggregate_by: Unit = "patient"
     threshold_objective: Objective = "youden"
     target_sensitivity: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
     slice_threshold_objective: Literal["youden", "f1"] = "youden"
@@ -86,6 +88,7 @@ def choose_thresholds(
             params.rule,
             params.threshold_objective,
             params.target_sensitivity,
+            params.aggregate_by,
         ),
         slice=choose_slice_threshold(val_predictions, params.slice_threshold_objective),
     )
@@ -98,7 +101,7 @@ def evaluate(
     thresholds: Thresholds,
     params: EvaluationParams,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Per-patient calls, PTP metrics and slice metrics, each with a `split` column (val, test).
+    """Per-patient (or per-study) calls, PTP and slice metrics, each with a `split` column.
 
     Validation is reported beside test so that an analyst can see how far the tuned threshold
     carries over to unseen patients.
@@ -108,7 +111,9 @@ def evaluate(
     for split, predictions in (("val", val_predictions), ("test", test_predictions)):
         labels = _labels(splits, split)
         patients.append(
-            patient_table(predictions, labels, params.rule, thresholds.patient).assign(split=split)
+            patient_table(
+                predictions, labels, params.rule, thresholds.patient, params.aggregate_by
+            ).assign(split=split)
         )
         ptp.append(
             patient_metrics(
@@ -117,6 +122,7 @@ def evaluate(
                 params.rule,
                 thresholds.patient,
                 target_prevalence=params.target_prevalence,
+                by=params.aggregate_by,
                 **bootstrap,
             ).assign(split=split)
         )
@@ -150,6 +156,7 @@ def run_params(
     """What a reader needs to reproduce a call from a patient's slice scores, named per model."""
     ptp, slice_level = f"ptp/{model}", f"slice/{model}"
     return {
+        f"{ptp}/aggregate_by": params.aggregate_by,
         f"{ptp}/rule": params.rule.name,
         f"{ptp}/rule_k": params.rule.k,
         f"{ptp}/rule_slice_threshold": params.rule.slice_threshold,
