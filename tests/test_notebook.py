@@ -1,17 +1,20 @@
-"""The analysts' notebook runs top to bottom on a small project the evaluation pipeline filled."""
+"""The analysts' notebook runs top to bottom on a small project the evaluation pipeline filled,
+the way analysts run it: `jupyter nbconvert --execute` from notebooks/, no MLFLOW_TRACKING_URI."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
 import nbformat
 import numpy as np
 import pandas as pd
+import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from kedro.runner import SequentialRunner
-from nbclient import NotebookClient
 
 from medvit.evaluation.ptp import SLICE_KEY
 from medvit.pipelines.evaluation import evaluation_pipeline
@@ -64,8 +67,8 @@ def _evaluate(project: Path, slices: pd.DataFrame, splits: pd.DataFrame) -> None
             SequentialRunner().run(evaluation_pipeline(MODEL), catalog)
 
 
-def test_walkthrough_runs_top_to_bottom(project: Path):
-    _evaluate(project, *_cohort())
+def _execute_from_notebooks_folder(project: Path) -> nbformat.NotebookNode:
+    """The walkthrough for MODEL, executed by nbconvert with notebooks/ as working directory."""
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     parameters = next(
         number
@@ -73,13 +76,27 @@ def test_walkthrough_runs_top_to_bottom(project: Path):
         if "parameters" in cell.metadata.get("tags", [])
     )
     notebook.cells.insert(parameters + 1, nbformat.v4.new_code_cell(f"MODEL = {MODEL!r}"))
+    folder = project / "notebooks"
+    nbformat.write(notebook, folder / NOTEBOOK.name)
     # Telemetry is off through the environment the kernel inherits (tests/conftest.py).
-    NotebookClient(
-        notebook,
-        timeout=120,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(project / "notebooks")}},
-    ).execute()
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "nbconvert", "--to", "notebook", "--execute", NOTEBOOK.name),
+            *("--output", "executed", "--ExecutePreprocessor.timeout=120"),
+        ],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return nbformat.read(folder / "executed.ipynb", as_version=4)
+
+
+def test_walkthrough_runs_top_to_bottom(project: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")  # mlflow.yml's default store, as analysts have it
+    monkeypatch.chdir(project / "notebooks")
+    _evaluate(project, *_cohort())
+    notebook = _execute_from_notebooks_folder(project)
 
     outputs = "\n".join(
         str(output.get("text", "")) + str(output.get("data", {}).get("text/plain", ""))
@@ -98,4 +115,6 @@ def test_walkthrough_runs_top_to_bottom(project: Path):
         if "image/png" in output.get("data", {})
     ]
     assert len(images) == 3
-    assert not list(project.glob("notebooks/mlflow.db"))  # the notebook used the project's store
+    # The pipeline and the kernel both used the project's store, not one in notebooks/.
+    assert (project / "mlflow.db").is_file()
+    assert not list(project.glob("notebooks/mlflow.db"))

@@ -1,13 +1,47 @@
 """Project settings: our hooks, the config loader, and environment variables in any config file."""
 
+from functools import partial
+from pathlib import Path
+from typing import Any
+
 from kedro.config import OmegaConfigLoader
+from omegaconf import OmegaConf
 from omegaconf.resolvers import oc
 
 from medvit.hooks import RunTagsHook
 
 HOOKS = (RunTagsHook(),)
 
-CONFIG_LOADER_CLASS = OmegaConfigLoader
+SQLITE = "sqlite:///"
+
+
+def project_uri(root: Path, uri: str) -> str:
+    """A SQLite URI with a relative path, made absolute against the project root `root`.
+
+    MLflow resolves `sqlite:///mlflow.db` against the working directory, so a notebook kernel
+    started in notebooks/ would open (and create) notebooks/mlflow.db, not the project's store.
+    Absolute paths and other URIs (a tracking server) are left as they are.
+    """
+    path = uri.removeprefix(SQLITE)
+    if uri.startswith(SQLITE) and not Path(path).is_absolute():
+        return SQLITE + (root / path).as_posix()
+    return uri
+
+
+class ProjectConfigLoader(OmegaConfigLoader):
+    """OmegaConfigLoader with `${project_uri:<uri>}`, resolved against the folder of conf/.
+
+    The resolver is registered again on every read, as Kedro does for `runtime_params`, so
+    each project's configuration (tests open several) resolves against its own root.
+    """
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        root = Path(self.conf_source).resolve().parent
+        OmegaConf.register_resolver("project_uri", partial(project_uri, root), replace=True)
+        return super().__getitem__(key)
+
+
+CONFIG_LOADER_CLASS = ProjectConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",

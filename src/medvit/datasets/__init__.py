@@ -4,6 +4,7 @@ from medvit.datasets.checkpoint_file import CheckpointFileDataset
 from medvit.datasets.demo_cohort import DemoCohortDataset
 from medvit.datasets.secret import SecretDataset
 from medvit.datasets.slice_store import SliceStoreDataset
+from medvit.datasets.slice_table import SliceTableDataset
 from medvit.datasets.torch_model import TorchModelDataset
 from medvit.datasets.yolo_folder import YoloDatasetFolder
 
@@ -12,6 +13,7 @@ __all__ = [
     "DemoCohortDataset",
     "SecretDataset",
     "SliceStoreDataset",
+    "SliceTableDataset",
     "TorchModelDataset",
     "YoloDatasetFolder",
 ]

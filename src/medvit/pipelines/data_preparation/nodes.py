@@ -65,18 +65,26 @@ def ingest(
     return stream.lookup(), stream
 
 
-def build_slices(store: SliceStore, lookup: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The slice table, and the quarantine report naming files for the local reporting folder."""
-    table, report = build_slice_table(store.records, store.quarantine)
-    return table, name_files(report, lookup)
+def build_slices(
+    store: SliceStore, lookup: pd.DataFrame, params: IngestionParams
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The candidate slice table, the quarantine records (readers' and series-level, by file_id)
+    the gate counts, and the same records naming files for the local report.
+
+    The report is an output of this node rather than an input of the gate: Kedro saves it before
+    the gate can fail the run, and no report feeds the slice table.
+    """
+    table, quarantine = build_slice_table(store.records, store.quarantine)
+    report = name_files(quarantine, lookup)
+    if params.log_quarantine_report:
+        log_text(report.to_csv(index=False), "reports/ingestion_quarantine.csv")
+    return table, quarantine, report
 
 
 def accept_slices(
     candidates: pd.DataFrame, quarantine: pd.DataFrame, store: SliceStore, params: IngestionParams
 ) -> tuple[pd.DataFrame, dict]:
-    """Gate on `max_bad_fraction` after the quarantine report is on disk, so a failed run has it."""
-    if params.log_quarantine_report:
-        log_text(quarantine.to_csv(index=False), "reports/ingestion_quarantine.csv")
+    """Gate on `max_bad_fraction`; the quarantine report is already on disk when this fails."""
     check_bad_fraction(store.records, quarantine, params.max_bad_fraction, QUARANTINE_REPORT)
     return candidates, metric_items(ingestion_counts(candidates, quarantine, store.records))
 

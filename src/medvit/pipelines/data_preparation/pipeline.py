@@ -22,13 +22,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 nodes.build_slices,
-                ["slice_store", "source_path_lookup"],
-                ["slice_candidates", "ingestion_quarantine"],
+                ["slice_store", "source_path_lookup", "params:ingestion"],
+                ["slice_candidates", "quarantine_records", "ingestion_quarantine"],
                 name="build_slice_table",
             ),
             node(
                 nodes.accept_slices,
-                ["slice_candidates", "ingestion_quarantine", "slice_store", "params:ingestion"],
+                ["slice_candidates", "quarantine_records", "slice_store", "params:ingestion"],
                 ["slices", "ingestion_metrics"],
                 name="accept_slices",
             ),

@@ -1,4 +1,8 @@
-"""Wiring of the detection pipeline; the evaluation template is reused as namespace `detector`."""
+"""Wiring of the detection pipeline: every node and dataset in the `detector` namespace.
+
+The stage reads only the shared `slices`, `splits` and `slice_store`; the evaluation template is
+reused under the same namespace, so a collapsed `detector` in kedro-viz hides the whole stage.
+"""
 
 from kedro.pipeline import Pipeline, node
 
@@ -7,7 +11,7 @@ from medvit.pipelines.evaluation import evaluation_pipeline
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    detection = Pipeline(
+    stage = Pipeline(
         [
             node(
                 nodes.export_yolo_dataset,
@@ -18,22 +22,27 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 nodes.train,
                 ["yolo_dataset", "params:detection"],
-                ["detector.weights", "detector.fit_history"],
-                name="train_detector",
+                ["weights", "fit_history"],
+                name="train",
             ),
             node(
                 nodes.box_metrics,
-                ["detector.weights", "yolo_dataset", "params:detection"],
-                "detector.box_metrics",
-                name="detector_box_metrics",
+                ["weights", "yolo_dataset", "params:detection"],
+                "box_metrics",
+                name="box_metrics",
             ),
             node(
                 nodes.predict,
-                ["detector.weights", "slices", "splits", "slice_store", "params:detection"],
-                ["detector.val_predictions", "detector.test_predictions"],
-                name="predict_detector_slices",
+                ["weights", "slices", "splits", "slice_store", "params:detection"],
+                ["val_predictions", "test_predictions"],
+                name="predict_slices",
             ),
-        ],
-        tags="detection",
+        ]
     )
-    return detection + evaluation_pipeline(nodes.MODEL)
+    namespaced = Pipeline(
+        stage,
+        namespace=nodes.MODEL,
+        inputs={"slices", "splits", "slice_store"},
+        parameters={"params:detection"},
+    )
+    return Pipeline(namespaced + evaluation_pipeline(nodes.MODEL), tags="detection")
