@@ -4,8 +4,9 @@ from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
 from medvit.hooks import RunTagsHook
+from medvit.run_summary import RunSummaryHook
 
-HOOKS = (RunTagsHook(),)
+HOOKS = (RunTagsHook(), RunSummaryHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
