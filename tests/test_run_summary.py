@@ -80,4 +80,3 @@ def test_reports_are_the_markdown_and_html_files_the_pipeline_wrote(tmp_path):
         tmp_path / "model_ptp_report.html",
         tmp_path / "model_ptp_report.md",
     ]
-
