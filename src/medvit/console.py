@@ -37,6 +37,20 @@ THIRD_PARTY_WARNINGS: tuple[tuple[type[Warning], str, str], ...] = (
         r"kedro\.config\.omegaconf_config|kedro_mlflow\.",
         r"register_new_resolver\(\) is deprecated",
     ),
+    # kedro-mlflow's config models use pydantic 1's class-based `Config`.
+    (
+        DeprecationWarning,
+        r"kedro_mlflow\.config\.",
+        r"Support for class-based `config` is deprecated",
+    ),
+    # kedro's parameter validation reads `model_fields` from our models' instances.
+    (
+        DeprecationWarning,
+        r"kedro\.validation\.",
+        r"Accessing the 'model_fields' attribute on the instance is deprecated",
+    ),
+    # mlflow's SQL store maps its tables with a loader strategy SQLAlchemy 2.1 deprecates.
+    (DeprecationWarning, r"mlflow\.store\.", r"The ``noload`` loader strategy is deprecated"),
     # mlflow, when kedro-mlflow defines its pipeline model (at import), about that model's
     # `predict` type hints; the message starts with a colour code.
     (
