@@ -100,8 +100,13 @@ def report_paths(pipeline: Pipeline, catalog: DataCatalog) -> list[Path]:
     return paths
 
 
-def summary(run: TrackedRun | None, metrics: Mapping[str, float], reports: Iterable[Path]) -> str:
-    lines = ["Run summary"]
+def summary(
+    run: TrackedRun | None,
+    metrics: Mapping[str, float],
+    reports: Iterable[Path],
+    title: str = "Run summary",
+) -> str:
+    lines = [title]
     lines += run.lines() if run is not None else ["No MLflow run (tracking is off for this run)"]
     reports = list(reports)
     if reports:
@@ -144,10 +149,15 @@ class RunSummaryHook:
             )
         )
 
-    @hook_impl
+    @hook_impl(trylast=True)
     def after_pipeline_run(self, pipeline: Pipeline, catalog: DataCatalog) -> None:
         metrics = {}
         if self._run is not None:
             client = MlflowClient(self._run.tracking_uri)
             metrics = client.get_run(self._run.run_id).data.metrics
         logger.info(summary(self._run, metrics, report_paths(pipeline, catalog)))
+
+    @hook_impl(trylast=True)
+    def on_pipeline_error(self) -> None:
+        """A failed run still says where its MLflow run (with what it logged so far) is."""
+        logger.info(summary(self._run, {}, [], title="Run summary (the run failed)"))
