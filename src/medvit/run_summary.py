@@ -20,6 +20,7 @@ import mlflow
 from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
 from kedro.pipeline import Pipeline
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 logger = logging.getLogger(__name__)
@@ -154,7 +155,10 @@ class RunSummaryHook:
         metrics = {}
         if self._run is not None:
             client = MlflowClient(self._run.tracking_uri)
-            metrics = client.get_run(self._run.run_id).data.metrics
+            try:
+                metrics = client.get_run(self._run.run_id).data.metrics
+            except MlflowException as error:  # a server gone since: the run itself succeeded
+                logger.warning("The run summary has no metrics: %s", error)
         logger.info(summary(self._run, metrics, report_paths(pipeline, catalog)))
 
     @hook_impl(trylast=True)
