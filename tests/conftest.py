@@ -9,11 +9,20 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from medvit.console import quiet_third_parties
+
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 PROJECT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_third_parties() -> None:
+    """pytest runs each test under a fresh copy of the warning filters that predates importing
+    medvit: install the third-party filters again, so the warnings summary lists only ours."""
+    quiet_third_parties()
 
 
 @pytest.fixture(autouse=True)

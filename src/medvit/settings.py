@@ -9,8 +9,9 @@ from omegaconf import OmegaConf
 from omegaconf.resolvers import oc
 
 from medvit.hooks import RunTagsHook
+from medvit.run_summary import RunSummaryHook
 
-HOOKS = (RunTagsHook(),)
+HOOKS = (RunTagsHook(), RunSummaryHook())
 
 SQLITE = "sqlite:///"
 

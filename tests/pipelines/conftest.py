@@ -8,6 +8,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+import yaml
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from mlflow.tracking import MlflowClient
@@ -52,6 +53,14 @@ def run_kedro(project: Path) -> Callable[..., None]:
             session.run(pipeline_names=[pipeline])
 
     return run
+
+
+@pytest.fixture
+def tiny_local_conf(project: Path) -> Path:
+    """The tiny demo parameters as a conf/local file, for a `kedro run` in a subprocess."""
+    path = project / "conf/local/parameters_tiny.yml"
+    path.write_text(yaml.safe_dump(TINY_DEMO))
+    return path
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,10 +23,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import ultralytics.utils.tqdm as ultralytics_tqdm
 from ultralytics import YOLO
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
 
+from medvit.console import is_terminal
 from medvit.detection.export import DetectionInputError, YoloDataset
 from medvit.identity import Identity, describe_change, file_digest, identity
 
@@ -51,6 +54,24 @@ class TrackedDetectionTrainer(DetectionTrainer):
         for callback in self.callbacks.get(event, []):
             if not _is_integration(callback):
                 callback(self)
+
+
+@contextmanager
+def _plain_progress_off_terminal() -> Iterator[None]:
+    """Ultralytics' bars as one finished line each, not a carriage return per redraw, in a log.
+
+    Its TQDM does so only when it detects GitHub Actions (`is_noninteractive_console`), but a
+    log file, `nohup` or a scheduler's log need it as much: a demo run's log was mostly frames.
+    """
+    if is_terminal(sys.stdout):  # where ultralytics draws
+        yield
+        return
+    detect = ultralytics_tqdm.is_noninteractive_console
+    ultralytics_tqdm.is_noninteractive_console = lambda: True
+    try:
+        yield
+    finally:
+        ultralytics_tqdm.is_noninteractive_console = detect
 
 
 @contextmanager
@@ -186,6 +207,7 @@ class TrainedDetector:
 
 
 @_own_thread_count()
+@_plain_progress_off_terminal()
 def train_detector(
     dataset: YoloDataset,
     weights: str,
@@ -232,6 +254,7 @@ def train_detector(
 
 
 @_own_thread_count()
+@_plain_progress_off_terminal()
 def validate_detector(
     weights: Path, dataset: YoloDataset, split: str, settings: dict[str, Any], workdir: Path
 ) -> dict[str, float]:

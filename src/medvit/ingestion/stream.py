@@ -21,8 +21,8 @@ from typing import Any
 
 import cv2
 import pandas as pd
-from tqdm.auto import tqdm
 
+from medvit.console import Progress, progress
 from medvit.ingestion import dicom_tree, image_folder, nifti
 from medvit.ingestion.config import DicomSource, ImageFolderSource, IngestionParams, NiftiSource
 from medvit.ingestion.pseudonym import Pseudonymiser
@@ -119,17 +119,17 @@ class IngestionStream:
         init_args = (self.sources, self.truths, self._key, self.params.image_size)
         workers = min(self.params.worker_count(), max(len(self.tasks), 1))
         seen: set[str] = set()
-        progress = tqdm(total=len(self.tasks), desc="ingest", unit="unit", mininterval=1.0)
+        bar = progress(total=len(self.tasks), desc="ingest", unit="unit", mininterval=1.0)
         if workers <= 1:
             _init_worker(*init_args)
             results: Iterator[UnitResult] = map(_run_unit, self.tasks)
-            yield from _tracked(results, seen, progress)
+            yield from _tracked(results, seen, bar)
         else:
             # An executor, not a Pool: a worker that dies raises BrokenProcessPool instead of
             # being respawned forever.
             with ProcessPoolExecutor(workers, _context(), _init_worker, init_args) as pool:
-                yield from _tracked(pool.map(_run_unit, self.tasks), seen, progress)
-        progress.close()
+                yield from _tracked(pool.map(_run_unit, self.tasks), seen, bar)
+        bar.close()
         tail = UnitResult(self.params.image_size)
         pseudo = Pseudonymiser(self._key)
         for source, truth in zip(self.sources, self.truths, strict=True):
@@ -147,9 +147,9 @@ def stream_units(
     return IngestionStream(sources, params, key)
 
 
-def _tracked(results: Iterator[UnitResult], seen: set[str], progress: tqdm) -> Iterator[UnitResult]:
+def _tracked(results: Iterator[UnitResult], seen: set[str], bar: Progress) -> Iterator[UnitResult]:
     for result in results:
         seen |= result.seen
         result.seen = set()
-        progress.update()
+        bar.update()
         yield result

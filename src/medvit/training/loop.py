@@ -27,8 +27,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
+from medvit.console import progress
 from medvit.identity import Identity, describe_change
 from medvit.training.checkpoint import (
     BEST,
@@ -301,10 +301,12 @@ class _Trainer:
         self.sampler.set_epoch(epoch)
         sums: dict[str, float] = {"loss": 0.0}
         count, started = 0, time.perf_counter()
-        batches = tqdm(
+        batches = progress(
             self.train_loader,
             desc=f"epoch {epoch + 1}/{self.config.epochs}",
-            disable=not (self.config.progress and self.runtime.is_main),
+            unit="batch",
+            enabled=self.config.progress and self.runtime.is_main,
+            every=None,  # off a terminal, `run`'s line per epoch is the progress
             leave=False,
         )
         for batch in batches:
