@@ -3,9 +3,13 @@
 from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
-from medvit.hooks import RunTagsHook
+from medvit.hooks import FlatParamsMlflowHook, RunSummaryHook, RunTagsHook
 
-HOOKS = (RunTagsHook(),)
+# pluggy calls the hooks registered last first: the MLflow hook opens the run before ours tag it,
+# and ends it before the summary is written to it.
+HOOKS = (RunTagsHook(), RunSummaryHook(), FlatParamsMlflowHook())
+# kedro-mlflow's own instance would log typed parameters as one string; ours replaces it.
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro-mlflow",)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -22,6 +22,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="train_detector",
             ),
             node(
+                nodes.log_model,
+                ["detector.weights", "params:detection"],
+                None,
+                name="log_detector_model",
+            ),
+            node(
                 nodes.box_metrics,
                 ["detector.weights", "yolo_dataset", "params:detection"],
                 "detector.box_metrics",
