@@ -8,8 +8,9 @@ from medvit.hooks import FlatParamsMlflowHook, RunSummaryHook, RunTagsHook
 # pluggy calls the hooks registered last first: the MLflow hook opens the run before ours tag it,
 # and ends it before the summary is written to it.
 HOOKS = (RunTagsHook(), RunSummaryHook(), FlatParamsMlflowHook())
-# kedro-mlflow's own instance would log typed parameters as one string; ours replaces it.
-DISABLE_HOOKS_FOR_PLUGINS = ("kedro-mlflow",)
+# kedro-mlflow's own instance would open a second run and log typed parameters as one string;
+# ours replaces it. Kedro matches the distribution name as its metadata spells it.
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow", "kedro-mlflow")
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -127,6 +127,8 @@ def test_a_run_page_reads_like_a_study(project, run_kedro, latest_run):
     run_kedro()  # data_preparation on the tiny demo cohort
     run = latest_run()
     params, tags = run.data.params, run.data.tags
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    assert len(client.search_runs([run.info.experiment_id])) == 1  # one MLflow hook, one run
     assert params["ingestion.image_size"] == "64"
     assert params["ingestion.sources.0.name"] == "demo"
     assert "ingestion" not in params and max(map(len, params.values())) < 100
