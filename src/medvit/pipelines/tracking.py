@@ -185,14 +185,15 @@ def _cohort(splits: pd.DataFrame) -> list[str]:
 def run_description(
     splits: pd.DataFrame | None, metrics: Mapping[str, float], reports: Iterable[str]
 ) -> str:
-    """The run in plain words: the cohort, each model's headline test results, where the reports
-    are. Empty when the run produced none of these."""
+    """The run in plain words: each model's headline test results (first, as MLflow shows the
+    description's first lines until "Show more"), the cohort, where the reports are. Empty when
+    the run produced none of these."""
     sections = []
-    if splits is not None:
-        sections += ["### Cohort (patients per split)", "", *_cohort(splits), ""]
     if _models(metrics):
         sections += ["### Test results per model", "", *comparison_table(metrics), ""]
         sections += [COMPARISON_NOTE, ""]
+    if splits is not None:
+        sections += ["### Cohort (patients per split)", "", *_cohort(splits), ""]
     reports = list(reports)
     if reports:
         sections += ["### Reports (Artifacts tab)", "", *(f"- `{path}`" for path in reports), ""]
