@@ -109,11 +109,17 @@ def test_detector_is_a_registered_pyfunc_model_with_only_its_own_metrics(tmp_pat
     child = client.get_run(version.run_id)
     assert child.data.tags["mlflow.parentRunId"] == run.info.run_id
     assert child.data.tags[tracking.MODEL_TAG] == "detector"
-    assert child.data.metrics == {"ptp/detector/test/sensitivity": 1.0}
+    assert child.data.metrics == {}
     (logged,) = client.search_logged_models(
         [run.info.experiment_id], f"source_run_id = '{child.info.run_id}'"
     )
     assert {metric.key for metric in logged.metrics} == {"ptp/detector/test/sensitivity"}
+    assert client.get_run(run.info.run_id).data.metrics == {
+        "ingest/slices": 360,
+        "ptp/detector/test/sensitivity": 1.0,
+        "ptp/student/test/sensitivity": 0.5,
+    }
+    assert len(client.get_metric_history(run.info.run_id, "ptp/detector/test/sensitivity")) == 1
 
     model = mlflow.pyfunc.load_model("models:/medvit-detector/latest")
     inputs = model.metadata.signature.inputs.to_dict()[0]

@@ -90,9 +90,10 @@ def log_model_run(name: str, log: Callable[..., ModelInfo]) -> ModelInfo | None:
 
     `log` is a flavour's `log_model` with everything but `name` and `registered_model_name` bound.
     MLflow 3 links every metric the run holds when a model is logged to that model, so in the
-    Kedro run the student would carry ingestion counts and the detector's mAP; its own child run
-    holds only what `log_model_metrics` gives it at the end of the run. Registered versions point
-    at that run, and `models:/medvit-<name>/latest` loads the newest.
+    Kedro run the student would carry ingestion counts and the detector's mAP; in a child run of
+    its own it starts with none, and `log_model_metrics` links its own at the end of the run.
+    Registered versions point at that child run, and `models:/medvit-<name>/latest` loads the
+    newest.
     """
     if mlflow.active_run() is None:
         logger.warning("No active MLflow run: not logging the %s model", name)
@@ -101,13 +102,17 @@ def log_model_run(name: str, log: Callable[..., ModelInfo]) -> ModelInfo | None:
         return log(name=name, registered_model_name=REGISTERED_PREFIX + name)
 
 
-def _own(metrics: Mapping[str, float], model: str) -> dict[str, float]:
-    """A model's metrics: `<kind>/<model>/...` (ptp, slice, det, distill, fit)."""
-    return {key: value for key, value in metrics.items() if key.split("/")[1:2] == [model]}
+def _own(metrics: Mapping[str, float], model: str) -> list[str]:
+    """A model's metric keys: `<kind>/<model>/...` (ptp, slice, det, distill, fit)."""
+    return [key for key in metrics if key.split("/")[1:2] == [model]]
 
 
 def log_model_metrics(client: mlflow.MlflowClient, run: mlflow.entities.Run) -> None:
-    """Copy each model's own metrics of `run` to its child run, linked to its logged model."""
+    """Link each model's own metrics of `run` (every point, as logged) to its logged model.
+
+    The points stay in `run`, so searches and notebooks find one run with every metric; the
+    model's child run holds no metrics, and its model page shows its own only.
+    """
     children = client.search_runs(
         [run.info.experiment_id],
         f"tags.mlflow.parentRunId = '{run.info.run_id}' and tags.{MODEL_TAG} != ''",
@@ -116,15 +121,17 @@ def log_model_metrics(client: mlflow.MlflowClient, run: mlflow.entities.Run) -> 
         models = client.search_logged_models(
             [run.info.experiment_id], f"source_run_id = '{child.info.run_id}'"
         )
-        own = _own(run.data.metrics, child.data.tags[MODEL_TAG])
+        history = [
+            point
+            for key in _own(run.data.metrics, child.data.tags[MODEL_TAG])
+            for point in client.get_metric_history(run.info.run_id, key)
+        ]
         for model in models:
-            client.log_batch(
-                child.info.run_id,
-                metrics=[
-                    Metric(key, value, child.info.end_time or 0, 0, model_id=model.model_id)
-                    for key, value in own.items()
-                ],
-            )
+            linked = [
+                Metric(p.key, p.value, p.timestamp, p.step, model_id=model.model_id)
+                for p in history
+            ]
+            client.log_batch(run.info.run_id, metrics=linked)
 
 
 def _models(metrics: Mapping[str, float]) -> list[str]:
