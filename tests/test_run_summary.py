@@ -40,10 +40,13 @@ def test_each_model_gets_its_test_numbers_with_intervals_and_patients():
     lines = headline(metrics)
     assert [line.split(":")[0].strip().split(" ")[0] for line in lines] == ["detector", "student"]
     assert lines[1] == (
-        "  student (3 tumour, 27 normal): sensitivity 1 [0.292, 1], "
-        "specificity 0.963 [0.81, 0.999], F1 0.857 (interval not informative), AUROC undefined"
+        "  student (3 tumour, 27 normal): sensitivity (tumour recall) 1.000 (0.292 to 1.000), "
+        "specificity 0.963 (0.810 to 0.999), tumour F1 0.857 (interval not informative), "
+        "AUROC undefined"
     )
-    assert lines[0].startswith("  detector: sensitivity 0.667 (interval not informative)")
+    assert lines[0].startswith(
+        "  detector: sensitivity (tumour recall) 0.667 (interval not informative)"
+    )
 
 
 def test_the_headline_reads_what_the_evaluation_logs():
@@ -60,8 +63,9 @@ def test_the_headline_reads_what_the_evaluation_logs():
     logged = mlflow_metrics(ptp.assign(split="test"), slices.assign(split="test"), model="student")
     metrics = {name: item["value"] for name, item in logged.items()}
     assert headline(metrics) == [
-        "  student (3 tumour, 27 normal): sensitivity 1 [0.292, 1], specificity 1 [0.872, 1], "
-        "F1 1 (interval not informative), AUROC 1 (interval not informative)"
+        "  student (3 tumour, 27 normal): sensitivity (tumour recall) 1.000 (0.292 to 1.000), "
+        "specificity 1.000 (0.872 to 1.000), tumour F1 1.000 (interval not informative), "
+        "AUROC 1.000 (interval not informative)"
     ]
 
 

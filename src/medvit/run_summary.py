@@ -9,8 +9,6 @@ MLflow UI shows, so the console and the UI cannot disagree.
 from __future__ import annotations
 
 import logging
-import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,37 +21,19 @@ from kedro.pipeline import Pipeline
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from medvit.pipelines.tracking import HEADLINE, estimate, models_with_results
+
 logger = logging.getLogger(__name__)
 
-# (label, metric under ptp/<model>/test/): what decides whether a model is usable on patients.
-HEADLINE = (
-    ("sensitivity", "sensitivity"),
-    ("specificity", "specificity"),
-    ("F1", "tumor_f1"),
-    ("AUROC", "auroc"),
-)
 REPORT_SUFFIXES = (".md", ".html")
-_MODEL = re.compile(r"ptp/(?P<model>[^/]+)/test/sensitivity")
-
-
-def _value(metrics: Mapping[str, float], key: str) -> str:
-    """`0.967 [0.829, 0.999]`; an interval left out of MLflow (NaN) was not informative."""
-    value = metrics.get(key, math.nan)
-    if math.isnan(value):
-        return "undefined"
-    low, high = metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high")
-    if low is None or high is None:
-        return f"{value:.3g} (interval not informative)"
-    return f"{value:.3g} [{low:.3g}, {high:.3g}]"
 
 
 def headline(metrics: Mapping[str, float]) -> list[str]:
     """One line per model with test PTP metrics: the metric, its 95% interval, the patients."""
-    models = sorted(m["model"] for key in metrics if (m := _MODEL.fullmatch(key)))
     lines = []
-    for model in models:
+    for model in models_with_results(metrics):
         prefix = f"ptp/{model}/test/"
-        parts = [f"{label} {_value(metrics, prefix + name)}" for label, name in HEADLINE]
+        parts = [f"{label} {estimate(metrics, prefix + name)}" for label, name in HEADLINE]
         tumor, normal = metrics.get(prefix + "n_tumor"), metrics.get(prefix + "n_normal")
         counts = (
             "" if tumor is None or normal is None else f" ({tumor:.0f} tumour, {normal:.0f} normal)"

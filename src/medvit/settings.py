@@ -8,10 +8,16 @@ from kedro.config import OmegaConfigLoader
 from omegaconf import OmegaConf
 from omegaconf.resolvers import oc
 
-from medvit.hooks import RunTagsHook
+from medvit.hooks import FlatParamsMlflowHook, RunDescriptionHook, RunTagsHook
 from medvit.run_summary import RunSummaryHook
 
-HOOKS = (RunTagsHook(), RunSummaryHook())
+# pluggy calls the hooks registered last first: the MLflow hook opens the run before ours tag it
+# or remember it, and ends it before the description is written to it by run id; the console
+# summary (`trylast`) comes after everything else.
+HOOKS = (RunTagsHook(), RunSummaryHook(), RunDescriptionHook(), FlatParamsMlflowHook())
+# kedro-mlflow's own instance would open a second run and log typed parameters as one string;
+# ours replaces it. Kedro matches the distribution name as its metadata spells it.
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow", "kedro-mlflow")
 
 SQLITE = "sqlite:///"
 

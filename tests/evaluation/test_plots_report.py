@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 
 import pandas as pd
@@ -10,7 +11,7 @@ from matplotlib.figure import Figure
 
 from medvit.evaluation.plots import confusion_matrix_figure, roc_figure, score_strip_figure
 from medvit.evaluation.ptp import AggregationRule, patient_metrics, patient_table
-from medvit.evaluation.report import render_report
+from medvit.evaluation.report import Threshold, png_data_uri, render_html, render_report
 
 RULE = AggregationRule("max")
 
@@ -104,3 +105,53 @@ def test_study_level_report_lists_studies(cohort):
     assert "| a | S-a | 1 | 0.900 | 1 | TP |" in listed
     assert "| a | S-a2 | 1 | 0.050 | 0 | FN |" in listed
     assert "n_patients = 4, n_studies = 5" in page
+
+
+def test_figure_titles_name_model_and_split(patients):
+    subject = "detector, test patients"
+    for figure in (
+        confusion_matrix_figure(patients, subject),
+        roc_figure(patients, subject),
+        score_strip_figure(patients, 0.41234, subject),
+    ):
+        assert figure.axes[0].get_title().startswith(subject)
+    strip = score_strip_figure(patients, 0.41234, subject).axes[0].get_legend()
+    assert "Threshold 0.412" in [text.get_text() for text in strip.get_texts()]
+
+
+def test_report_explains_prevalence_thresholds_synonyms_and_shows_validation(cohort, patients):
+    slices, labels = cohort
+    metrics = pd.concat(
+        [
+            patient_metrics(slices, labels, RULE, 0.5, n_bootstrap=0).assign(split="test"),
+            patient_metrics(slices.iloc[1:], labels, RULE, 0.5, n_bootstrap=0).assign(split="val"),
+        ]
+    )
+    threshold = Threshold(
+        "Patient threshold", 0.123456, "a patient is called tumour at a score of", "Youden's J"
+    )
+    page = render_report("detector", "test", metrics, patients, {}, {}, [threshold])
+    assert "4 test patients, 2 with a tumour: a prevalence of 50%" in page
+    assert "4 validation patients, 2 with a tumour: a prevalence of 50%" in page
+    assert (
+        "- **Patient threshold = 0.123**: a patient is called tumour at a score of 0.123;"
+        " chosen by Youden's J." in page
+    )
+    header = "| metric | test value | test 95% CI | validation value | validation 95% CI |"
+    assert header in page
+    sensitivity = next(line for line in page.splitlines() if line.startswith("| sensitivity |"))
+    assert sensitivity.startswith("| sensitivity | 0.500 | 0.013 to 0.987 (clopper-pearson) |")
+    assert sensitivity.endswith("| tumour recall, true positive rate |")
+
+
+def test_html_report_renders_tables_and_inline_figures_and_escapes_cells(patients, cohort):
+    metrics = patient_metrics(*cohort, RULE, 0.5, n_bootstrap=0)
+    png = rendered(roc_figure(patients))
+    figures = {"ROC": png_data_uri(png)}
+    hostile = patients.assign(patient_id=patients["patient_id"].where(lambda p: p != "a", "<b>a"))
+    page = render_html(render_report("vit", "test", metrics, hostile, figures, {}), "vit on test")
+    assert page.startswith("<!DOCTYPE html>") and "<title>vit on test</title>" in page
+    assert "<table>" in page and "<td>sensitivity</td>" in page
+    source = page.split('<img src="')[1].split('"')[0]
+    assert base64.b64decode(source.removeprefix("data:image/png;base64,")) == png
+    assert "<b>a" not in page and "&lt;b&gt;a" in page

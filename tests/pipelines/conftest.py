@@ -68,7 +68,9 @@ def latest_run(project: Path) -> Callable[[], mlflow.entities.Run]:
     def latest() -> mlflow.entities.Run:
         client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
         experiment = client.get_experiment_by_name("medvit")
-        return client.search_runs([experiment.experiment_id], order_by=["start_time DESC"])[0]
+        runs = client.search_runs([experiment.experiment_id], order_by=["start_time DESC"])
+        # the Kedro run, not the child runs its models are logged in
+        return next(run for run in runs if "mlflow.parentRunId" not in run.data.tags)
 
     return latest
 

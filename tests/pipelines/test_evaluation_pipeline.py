@@ -165,7 +165,14 @@ def test_metrics_params_and_artifacts_reach_mlflow_and_disk(project):
 
     client = _client(project)
     logged = {artifact.path for artifact in client.list_artifacts(run.info.run_id, "reports")}
-    assert {"reports/demo_model_ptp_patients.csv", "reports/demo_model_ptp_report.md"} <= logged
+    assert {
+        "reports/demo_model_ptp_patients.csv",
+        "reports/demo_model_ptp_report.md",
+        "reports/demo_model_ptp_report.html",
+    } <= logged
+    html = (project / "data/08_reporting/demo_model_ptp_report.html").read_text()
+    assert html.count('<img src="data:image/png;base64,') == len(figures)
+    assert "Patient threshold = " in report and "validation value" in report
     plots = client.list_artifacts(run.info.run_id, "reports/demo_model")
     assert {artifact.path for artifact in plots} == {f"reports/demo_model/{f}" for f in figures}
 

@@ -2,6 +2,8 @@
 
 Built on `matplotlib.figure.Figure` rather than pyplot so nothing depends on a GUI backend or global
 figure state, and figures are garbage-collected like ordinary objects; saving is the caller's job.
+Each takes a `subject` ("detector, test patients") that leads its title, because a figure is often
+seen alone (an MLflow artifact, a slide) and must say which model and split it shows.
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ CLASS_COLOURS = ("tab:blue", "tab:red")
 FIGSIZE = (4.0, 3.6)
 
 
-def confusion_matrix_figure(patient_table: pd.DataFrame) -> Figure:
+def _title(subject: str, what: str) -> str:
+    return f"{subject}\n{what}" if subject else what
+
+
+def confusion_matrix_figure(patient_table: pd.DataFrame, subject: str = "") -> Figure:
     """2x2 patient counts, truth in rows and call in columns, each count printed in its cell."""
     truth = patient_table["tumor"].to_numpy(dtype=int)
     decision = patient_table["decision"].to_numpy(dtype=int)
@@ -32,11 +38,11 @@ def confusion_matrix_figure(patient_table: pd.DataFrame) -> Figure:
         axes.text(column, row, str(count), ha="center", va="center", color=colour, fontsize=14)
     axes.set_xticks([0, 1], labels=[f"Called {name.lower()}" for name in CLASS_NAMES])
     axes.set_yticks([0, 1], labels=[f"Truly {name.lower()}" for name in CLASS_NAMES])
-    axes.set_title(f"Patients (n = {len(patient_table)})")
+    axes.set_title(_title(subject, f"Patients (n = {len(patient_table)})"))
     return figure
 
 
-def roc_figure(patient_table: pd.DataFrame) -> Figure:
+def roc_figure(patient_table: pd.DataFrame, subject: str = "") -> Figure:
     """ROC of patient scores; with one class there is no curve, so say so instead of drawing one."""
     truth = patient_table["tumor"].to_numpy(dtype=int)
     score = patient_table["score"].to_numpy(dtype=float)
@@ -59,12 +65,12 @@ def roc_figure(patient_table: pd.DataFrame) -> Figure:
     axes.set_ylim(-0.02, 1.02)
     axes.set_xlabel("1 - specificity")
     axes.set_ylabel("Sensitivity")
-    axes.set_title("Patient-level ROC")
+    axes.set_title(_title(subject, "Patient-level ROC"))
     axes.legend(loc="lower right", fontsize="small")
     return figure
 
 
-def score_strip_figure(patient_table: pd.DataFrame, threshold: float) -> Figure:
+def score_strip_figure(patient_table: pd.DataFrame, threshold: float, subject: str = "") -> Figure:
     """One dot per patient by true class, so misses and false alarms are visible at a glance.
 
     The horizontal jitter is seeded, so the same table always draws the same picture.
@@ -79,10 +85,12 @@ def score_strip_figure(patient_table: pd.DataFrame, threshold: float) -> Figure:
         axes.scatter(
             label + jitter[chosen], score[chosen], color=colour, s=22, alpha=0.8, label=name
         )
-    axes.axhline(threshold, color="black", linestyle="--", linewidth=1, label="Threshold")
+    axes.axhline(
+        threshold, color="black", linestyle="--", linewidth=1, label=f"Threshold {threshold:.3g}"
+    )
     axes.set_xticks([0, 1], labels=[f"Truly {name.lower()}" for name in CLASS_NAMES])
     axes.set_xlim(-0.5, 1.5)
     axes.set_ylabel("Patient score")
-    axes.set_title("Patient scores")
+    axes.set_title(_title(subject, "Patient scores"))
     axes.legend(loc="best", fontsize="small")
     return figure

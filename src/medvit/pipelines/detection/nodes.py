@@ -6,10 +6,17 @@ Metric names follow the contract: `det/detector/<split>/<metric>` for box metric
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import mlflow
+import numpy as np
 import pandas as pd
+import torch
+import ultralytics
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema, TensorSpec
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator
 from ultralytics.cfg import DEFAULT_CFG_DICT
 
@@ -23,11 +30,19 @@ from medvit.detection.yolo import (
 )
 from medvit.evaluation.ptp import SLICE_KEY
 from medvit.ingestion.store import SliceStore
-from medvit.pipelines.tracking import log_artifacts, metric_items
+from medvit.pipelines.tracking import log_artifacts, log_model_run, metric_items
 from medvit.splits import slices_in
 
 MODEL = "detector"
 EVALUATED_SPLITS = ("val", "test")
+BOX_COLUMNS = ("image", "x1", "y1", "x2", "y2", "confidence")
+# Grey images (n, height, width) of 8-bit pixels in, one row per box out.
+DETECTOR_SIGNATURE = ModelSignature(
+    inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1))]),
+    outputs=Schema(
+        [ColSpec("long", "image"), *(ColSpec("double", name) for name in BOX_COLUMNS[1:])]
+    ),
+)
 
 
 class TrainParams(BaseModel):
@@ -151,4 +166,55 @@ def predict(
     return tuple(  # type: ignore[return-value]
         table[table["split"] == split].drop(columns="split").reset_index(drop=True)
         for split in EVALUATED_SPLITS
+    )
+
+
+class DetectorModel(mlflow.pyfunc.PythonModel):
+    """The detector as an MLflow model: grey images (n, height, width) of uint8 in, one row per
+    box out: the image's index, the box corners in its pixels and the box confidence.
+
+    An image's tumour score, as the pipeline computes it, is its highest confidence (0 without a
+    box). Inference runs on the best device of the machine that loads the model.
+    """
+
+    def __init__(self, params: DetectionParams) -> None:
+        self.settings = {
+            "imgsz": params.train.imgsz,
+            "conf": params.predict.conf,
+            "iou": params.predict.iou,
+            "max_det": params.predict.max_det,
+        }
+        self.batch = params.predict.batch
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        self.weights = Path(context.artifacts["weights"])
+
+    def predict(
+        self,
+        context: mlflow.pyfunc.PythonModelContext,
+        model_input: np.ndarray,
+        params: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
+        images = np.asarray(model_input)
+        settings = {**self.settings, "device": resolve_device("auto")}
+        scored = predict_slices(self.weights, images, range(len(images)), self.batch, settings)
+        rows = [(index, *box) for index, (_, boxes) in enumerate(scored) for box in boxes]
+        return pd.DataFrame(rows, columns=list(BOX_COLUMNS)).astype({"image": "int64"})
+
+
+def log_model(weights: Path, params: DetectionParams) -> None:
+    """Log the detector as an MLflow pyfunc model with its weights, registered as
+    `medvit-detector` (`tracking.log_model_run`); requirements pinned, not inferred, for speed."""
+    log_model_run(
+        MODEL,
+        partial(
+            mlflow.pyfunc.log_model,
+            python_model=DetectorModel(params),
+            artifacts={"weights": str(weights)},
+            signature=DETECTOR_SIGNATURE,
+            pip_requirements=[
+                f"ultralytics=={ultralytics.__version__}",
+                f"torch=={torch.__version__.split('+')[0]}",
+            ],
+        ),
     )

@@ -26,6 +26,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="train",
             ),
             node(
+                nodes.log_model,
+                ["detector.weights", "params:detection"],
+                None,
+                name="log_detector_model",
+            ),
+            node(
                 nodes.box_metrics,
                 ["weights", "yolo_dataset", "params:detection"],
                 "box_metrics",

@@ -34,7 +34,7 @@ from medvit.models import (
     latency_ms,
     spec_of,
 )
-from medvit.pipelines.tracking import metric_items
+from medvit.pipelines import tracking
 from medvit.splits import slices_in
 from medvit.training import (
     ClassificationTask,
@@ -341,25 +341,29 @@ def predict_slices(
 
 
 def log_model(model: nn.Module, *, name: str) -> None:
-    """An `mlflow.pytorch` model (torch.export "pt2" format) with its signature, if a run is active.
+    """An `mlflow.pytorch` model (torch.export "pt2" format) with its signature, registered as
+    `medvit-<name>` from a child run of its own (`tracking.log_model_run`), if a run is active.
 
     The example batch has two images so that the exported graph keeps a dynamic batch size.
     Requirements are pinned from the running versions rather than inferred: inference would
     reload the model in a subprocess, which costs more than training the demo model.
     """
-    if mlflow.active_run() is None:
-        logger.warning("No active MLflow run: not logging the %s model", name)
-        return
     spec = spec_of(model)
     example = np.zeros((2, spec.in_chans, spec.image_size, spec.image_size), dtype=np.float32)
     with torch.inference_mode():
         output = model.eval()(torch.from_numpy(example)).numpy()
-    mlflow.pytorch.log_model(
-        model,
-        name=name,
-        signature=infer_signature(example, output),
-        input_example=example,
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"timm=={timm.__version__}"],
+    tracking.log_model_run(
+        name,
+        partial(
+            mlflow.pytorch.log_model,
+            model,
+            signature=infer_signature(example, output),
+            input_example=example,
+            pip_requirements=[
+                f"torch=={torch.__version__.split('+')[0]}",
+                f"timm=={timm.__version__}",
+            ],
+        ),
     )
 
 
@@ -415,4 +419,4 @@ def compare_models(
         ),
         "",
     ]
-    return "\n".join(lines), metric_items(metrics)
+    return "\n".join(lines), tracking.metric_items(metrics)

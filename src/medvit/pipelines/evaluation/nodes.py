@@ -8,8 +8,10 @@ namespace.
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Literal
 
 import mlflow
@@ -27,7 +29,7 @@ from medvit.evaluation.ptp import (
     patient_metrics,
     patient_table,
 )
-from medvit.evaluation.report import render_report
+from medvit.evaluation.report import Threshold, png_data_uri, render_html, render_report
 from medvit.evaluation.slice_metrics import choose_slice_threshold, slice_metrics
 from medvit.pipelines.tracking import metric_items
 
@@ -180,33 +182,68 @@ def log_params(values: dict[str, str | int | float]) -> None:
     mlflow.log_params(values)
 
 
-def plot_test_split(
-    patients: pd.DataFrame, thresholds: Thresholds
-) -> tuple[Figure, Figure, Figure]:
-    """Confusion matrix, ROC and score strip of TEST patients, the split the report is about."""
-    test = _test_rows(patients)
-    return (
-        confusion_matrix_figure(test),
-        roc_figure(test),
-        score_strip_figure(test, thresholds.patient),
-    )
+def _threshold_notes(thresholds: Thresholds, params: EvaluationParams) -> list[Threshold]:
+    unit = params.aggregate_by
+    return [
+        Threshold(
+            f"{unit.capitalize()} threshold",
+            thresholds.patient,
+            f"a {unit} is called tumour when their {unit} score (rule `{params.rule.name}` over"
+            " their slice scores) is at least",
+            f"the {params.threshold_objective} objective on validation {unit}s",
+        ),
+        Threshold(
+            "Slice threshold",
+            thresholds.slice,
+            "for the slice-level metrics only, a slice is called tumour when its score is at least",
+            f"the {params.slice_threshold_objective} objective on validation slices",
+        ),
+    ]
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
 
 
 def report(
     patients: pd.DataFrame,
     ptp_table: pd.DataFrame,
+    thresholds: Thresholds,
     logged_params: dict[str, str | int | float],
     params: EvaluationParams,
     *,
     model: str,
-) -> str:
-    """The analysts' Markdown page for the test split, parameters named as they are in MLflow."""
-    figures = {caption: f"{model}/{name}" for caption, name in REPORT_FIGURES.items()}
-    return render_report(
+) -> tuple[str, str, Figure, Figure, Figure]:
+    """The analysts' page for the test split, validation beside it: Markdown, the same page as
+    HTML with its figures inline, and the figures of test patients (saved beside the Markdown).
+
+    One node draws the figures and writes both pages because a saved figure cannot be loaded back.
+    """
+    test = _test_rows(patients)
+    subject = f"{model}, test {params.aggregate_by}s"
+    figures = dict(
+        zip(
+            REPORT_FIGURES,
+            (
+                confusion_matrix_figure(test, subject),
+                roc_figure(test, subject),
+                score_strip_figure(test, thresholds.patient, subject),
+            ),
+            strict=True,
+        )
+    )
+    page = partial(
+        render_report,
         model,
         "test",
-        _test_rows(ptp_table),
-        _test_rows(patients),
-        figures,
-        {**logged_params, "n_bootstrap": params.n_bootstrap, "ci": params.ci},
+        ptp_table,
+        test,
+        params={**logged_params, "n_bootstrap": params.n_bootstrap, "ci": params.ci},
+        thresholds=_threshold_notes(thresholds, params),
     )
+    markdown = page({caption: f"{model}/{REPORT_FIGURES[caption]}" for caption in figures})
+    inline = page({caption: png_data_uri(_png(figure)) for caption, figure in figures.items()})
+    html = render_html(inline, f"{model}: patient-to-patient evaluation on test")
+    return markdown, html, *figures.values()
