@@ -7,6 +7,7 @@ import re
 import shlex
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -122,9 +123,17 @@ class RunTagsHook:
 
 
 def _log_input(table: pd.DataFrame, name: str, digest: str) -> None:
-    """The table as an MLflow dataset input: name, digest, schema and row count, no values."""
-    dataset = mlflow.data.from_pandas(table, name=name, digest=digest)
-    mlflow.log_input(dataset, context="training")
+    """The table as an MLflow dataset input: name, digest, schema and row count, no values.
+
+    The schema is shown, never enforced, so MLflow's hint that integer columns cannot hold missing
+    values at inference time does not apply to it.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="Hint: Inferred schema contains integer", category=UserWarning
+        )
+        dataset = mlflow.data.from_pandas(table, name=name, digest=digest)
+        mlflow.log_input(dataset, context="training")
 
 
 class RunDescriptionHook:

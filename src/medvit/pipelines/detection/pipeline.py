@@ -27,7 +27,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 nodes.log_model,
-                ["detector.weights", "params:detection"],
+                ["weights", "params:detection"],
                 None,
                 name="log_detector_model",
             ),
