@@ -127,11 +127,17 @@ def log_model_metrics(client: mlflow.MlflowClient, run: mlflow.entities.Run) -> 
             for point in client.get_metric_history(run.info.run_id, key)
         ]
         for model in models:
-            linked = [
-                Metric(p.key, p.value, p.timestamp, p.step, model_id=model.model_id)
-                for p in history
-            ]
-            client.log_batch(run.info.run_id, metrics=linked)
+            # A rerun in the same MLflow run links again: points already linked are skipped, as
+            # the store refuses a (model, metric, timestamp, step) twice.
+            seen = {(m.key, m.timestamp, m.step) for m in model.metrics or []}
+            linked = {}
+            for p in history:
+                if (p.key, p.timestamp, p.step) not in seen:
+                    linked[(p.key, p.timestamp, p.step)] = Metric(
+                        p.key, p.value, p.timestamp, p.step, model_id=model.model_id
+                    )
+            if linked:
+                client.log_batch(run.info.run_id, metrics=list(linked.values()))
 
 
 def models_with_results(metrics: Mapping[str, float]) -> list[str]:
