@@ -16,7 +16,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -127,20 +127,27 @@ def state_digest(state: Mapping[str, torch.Tensor]) -> str:
 
 def file_digest(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     """Digest of a file's bytes, read in chunks."""
-    hasher = hashlib.blake2b(digest_size=DIGEST_CHARS // 2)
     with Path(path).open("rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            hasher.update(chunk)
-    return hasher.hexdigest()
+        return _chunks_digest(iter(lambda: handle.read(chunk_bytes), b""))
 
 
 def content_digest(*chunks: bytes | str | np.ndarray) -> str:
     """Digest of raw content (an image's pixels, a label's text), where no canonical form is
-    needed and building one would cost far more than hashing the bytes.
+    needed and building one would cost far more than hashing the bytes."""
+    return _chunks_digest(chunks)
 
-    Arrays count with their dtype and shape, and every chunk with its length, so content cannot
-    slide from one chunk into the next.
-    """
+
+def rows_digest(array: np.ndarray, rows: np.ndarray, chunk_rows: int = 4096) -> str:
+    """Digest of the rows of a (memory-mapped) array that a model reads, chunk by chunk: the
+    pixels count in a run's identity without the store being loaded into memory."""
+    return _chunks_digest(
+        array[rows[start : start + chunk_rows]] for start in range(0, len(rows), chunk_rows)
+    )
+
+
+def _chunks_digest(chunks: Iterable[bytes | str | np.ndarray]) -> str:
+    """blake2b over chunks consumed one at a time. Arrays count with their dtype and shape, and
+    every chunk with its length, so content cannot slide from one chunk into the next."""
     hasher = hashlib.blake2b(digest_size=DIGEST_CHARS // 2)
     for chunk in chunks:
         if isinstance(chunk, np.ndarray):
@@ -153,24 +160,9 @@ def content_digest(*chunks: bytes | str | np.ndarray) -> str:
     return hasher.hexdigest()
 
 
-def rows_digest(array: np.ndarray, rows: np.ndarray, chunk_rows: int = 4096) -> str:
-    """Digest of the rows of a (memory-mapped) array that a model reads, chunk by chunk: the
-    pixels count in a run's identity without the store being loaded into memory."""
-    hasher = hashlib.blake2b(digest_size=DIGEST_CHARS // 2)
-    hasher.update(f"{array.dtype.str}:{array.shape[1:]}:{len(rows)}".encode())
-    for start in range(0, len(rows), chunk_rows):
-        hasher.update(np.ascontiguousarray(array[rows[start : start + chunk_rows]]).tobytes())
-    return hasher.hexdigest()
-
-
 def identity(**parts: Any) -> Identity:
     """Named parts, each digested: what a checkpoint or manifest stores to recognise its run."""
     return {name: digest(value) for name, value in sorted(parts.items())}
-
-
-def combined(ident: Identity) -> str:
-    """One digest for a whole identity."""
-    return digest(ident)
 
 
 def changed_parts(previous: Mapping[str, str] | None, current: Identity) -> list[str]:
