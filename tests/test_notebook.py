@@ -16,6 +16,7 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from kedro.runner import SequentialRunner
 
+from medvit.evaluation.audit import AUDIT_COLUMNS
 from medvit.evaluation.ptp import SLICE_KEY
 from medvit.pipelines.evaluation import evaluation_pipeline
 
@@ -63,6 +64,7 @@ def _evaluate(project: Path, slices: pd.DataFrame, splits: pd.DataFrame) -> None
         catalog = session.load_context().catalog
         for split in PATIENTS:
             catalog[f"{MODEL}.{split}_predictions"] = predictions[split_of == split]
+        catalog["shortcut_audit"] = pd.DataFrame(columns=list(AUDIT_COLUMNS))  # no audit ran
         with mlflow.start_run():
             SequentialRunner().run(evaluation_pipeline(MODEL), catalog)
 

@@ -466,3 +466,92 @@ def test_fixed_assignments_wait_for_the_real_units():
     check_feasible(0, 0, fixed)  # which units hold fold 1 is not known from counts
     with pytest.raises(SplitError, match="match no unit"):
         make_splits(cohort(0, 0, folds=2), fixed)
+
+
+def public_cohort() -> pd.DataFrame:
+    """figshare folds (tumour) and Br35H near-copy groups of both labels, as units."""
+    figshare = [(f"fig{fold}", 1, fold, "figshare") for fold in (1, 2, 3, 4)]
+    tumour = [(f"bt{i:02d}", 1, i, "br35h_tumor") for i in range(20)]
+    normal = [(f"bn{i:02d}", 0, 100 + i, "br35h_no_tumor") for i in range(30)]
+    return pd.DataFrame(
+        figshare + tumour + normal, columns=["patient_id", "tumor", "group", "source"]
+    ).sample(frac=1.0, random_state=1, ignore_index=True)
+
+
+PUBLIC = {
+    "seed": 3,
+    "test": {"ratio": None, "fraction": 0.1},
+    "fixed": {
+        "column": "group",
+        "sources": {
+            "figshare": {"train": [1, 2, 3], "val": [4]},
+            "br35h_tumor": {"val": 0.3},
+            "br35h_no_tumor": {"val": 0.3},
+        },
+    },
+}
+
+
+def test_sources_pin_folds_and_draw_a_share_of_groups():
+    units = public_cohort()
+    splits = make_splits(units, params(**PUBLIC))
+    source = splits["patient_id"].map(units.set_index("patient_id")["source"])
+    val = splits[splits["split"] == "val"]
+    assert ids_in(splits, "train") >= {"fig1", "fig2", "fig3"} and "fig4" in ids_in(splits, "val")
+    # 30% of each Br35H source's groups per label: 6 of 20 tumour, 9 of 30 normal
+    assert val.groupby(source[val.index]).size().to_dict() == {
+        "br35h_no_tumor": 9,
+        "br35h_tumor": 6,
+        "figshare": 1,
+    }
+    # test is drawn from what the rules left (Br35H's other 70%), at 10% of the cohort per label
+    assert counts_of(splits, "test") == (2, 3)
+    assert not ids_in(splits, "test") & {"fig1", "fig2", "fig3", "fig4"}
+    assert len(splits) == len(units)
+    again = make_splits(units.sample(frac=1.0, random_state=5), params(**PUBLIC))
+    assert again.equals(splits)
+    other = make_splits(units, params(**{**PUBLIC, "seed": 4}))
+    assert ids_in(other, "val") != ids_in(splits, "val")
+
+
+def test_units_without_a_group_are_addressed_by_null_not_by_nan():
+    units = cohort(10, 30)
+    units["group"] = [None if i % 4 == 0 else f"g{i}" for i in range(len(units))]
+    units.loc[units["group"].isna(), "group"] = np.nan  # as a parquet round trip gives it back
+    no_group = set(units.loc[units["group"].isna(), "patient_id"])
+    splits = make_splits(
+        units, params(val={"ratio": None, "fraction": 0.2}, fixed={"test": [None]})
+    )
+    assert ids_in(splits, "test") == no_group
+    with pytest.raises(SplitError, match=r"fixed\.test values \['nan'\] match no unit"):
+        make_splits(units, params(fixed={"test": ["nan"]}))
+
+
+def test_source_rule_errors():
+    units = public_cohort()
+    with pytest.raises(SplitError, match=r"source 'kaggle', which has no unit; sources: \['br35h"):
+        make_splits(units, params(fixed={"sources": {"kaggle": {"val": 0.5}}}))
+    with pytest.raises(SplitError, match="needs a source column"):
+        make_splits(units.drop(columns="source"), params(**PUBLIC))
+    with pytest.raises(SplitError, match=r"fixed\.sources\.figshare\.val values \[7\] match no"):
+        make_splits(units, params(fixed={"sources": {"figshare": {"val": [7]}}}))
+    shortage = {"sources": {"br35h_no_tumor": {"val": [100], "test": 0.99}}}
+    with pytest.raises(SplitError, match=r"needs 30 normal patients \(fixed\.sources"):
+        make_splits(units, params(fixed=shortage))
+    with pytest.raises(SplitError, match="val would get no normal patient"):
+        make_splits(units, params(fixed={"sources": {"figshare": {"val": [4]}}}))
+
+
+@pytest.mark.parametrize(
+    ("fixed", "message"),
+    [
+        ({"sources": {"figshare": {}}}, "fixed.sources.figshare assigns nothing"),
+        ({"sources": {"figshare": {"train": [1], "val": ["1"]}}}, "listed for both train and val"),
+        ({"sources": {"figshare": {"val": 1.5}}}, "val"),
+    ],
+)
+def test_source_rule_validation(fixed, message):
+    with pytest.raises(ValidationError, match=message):
+        params(fixed=fixed)
+    with pytest.raises(ValidationError, match=r"drop fixed\.val and the val of fixed\.sources"):
+        params(fixed={"sources": {"a": {"val": 0.2}}}, cross_validation={"n_folds": 3, "fold": 0})

@@ -11,8 +11,13 @@ Policy (the reference for analysts; every step is deterministic given `seed`):
 1. Fixed assignment. If `fixed` is set, units whose `fixed.column` value is listed under
    `fixed.test` / `fixed.val` go to that split first. Values are compared as strings, with
    integral floats written as integers (so 4, "4" and 4.0 match: a fold column read back as float
-   because of a missing value still works). A split filled this way keeps its natural prevalence
-   and is not drawn again; the remaining held-out splits are drawn from the other units.
+   because of a missing value still works); `null` in a list addresses units with no value
+   (never the string "nan"). Then `fixed.sources` rules, source by source in name order: values
+   listed under `train` / `val` / `test` pin that source's units, and a fraction under `val` /
+   `test` draws that share of the source's units per label (rounded half up, seeded) from those
+   still unassigned. A unit keeps the first assignment it gets; units of a source that no rule
+   assigns stay in the pool. A held-out split filled this way keeps its natural prevalence and is
+   not drawn again; the remaining held-out splits are drawn from the pool.
 2. Held-out drawing. Test is drawn before val, both stratified by patient label with one seeded
    numpy Generator over the units sorted by patient_id.
 
@@ -116,23 +121,66 @@ class HeldOutSplit(BaseModel):
         return self
 
 
-class FixedAssignment(BaseModel):
-    """Author-given held-out units, e.g. {column: fold, test: [4]}."""
+Value = str | int | None  # None (YAML null): the units with no value in the column
+
+
+class SourceRule(BaseModel):
+    """How one source's units are split, e.g. figshare `{train: [1, 2, 3], val: [4]}` (its
+    folds) or Br35H `{val: 0.3}` (30% of its groups, drawn per label)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    column: str
-    test: list[str | int] = []
-    val: list[str | int] = []
+    train: list[Value] = []
+    val: list[Value] | Fraction = []
+    test: list[Value] | Fraction = []
+
+    def values(self) -> dict[str, list[Value]]:
+        """The value lists by split (fractions are not values)."""
+        specs = {"train": self.train, "val": self.val, "test": self.test}
+        return {name: spec for name, spec in specs.items() if isinstance(spec, list) and spec}
+
+    def fractions(self) -> dict[str, float]:
+        """The drawn shares by split, test before val as the held-out drawing goes."""
+        specs = {"test": self.test, "val": self.val}
+        return {name: spec for name, spec in specs.items() if isinstance(spec, float)}
+
+
+class FixedAssignment(BaseModel):
+    """Author-given held-out units, e.g. {column: fold, test: [4]}, and per-source rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: str = "group"
+    test: list[Value] = []
+    val: list[Value] = []
+    sources: dict[str, SourceRule] = {}
 
     @model_validator(mode="after")
     def _distinct_values(self) -> Self:
-        if not self.test and not self.val:
-            raise ValueError("fixed lists no values for test or val")
-        shared = {_as_key(v) for v in self.test} & {_as_key(v) for v in self.val}
-        if shared:
-            raise ValueError(f"fixed values {sorted(shared)} are listed for both test and val")
+        if not self.test and not self.val and not self.sources:
+            raise ValueError("fixed lists no values for test or val and no source rules")
+        _check_distinct("fixed", {"test": self.test, "val": self.val})
+        for name, rule in self.sources.items():
+            if not rule.values() and not rule.fractions():
+                raise ValueError(f"fixed.sources.{name} assigns nothing")
+            _check_distinct(f"fixed.sources.{name}", rule.values())
         return self
+
+    def assigns_val(self) -> bool:
+        return bool(self.val) or any(
+            "val" in rule.values() or "val" in rule.fractions() for rule in self.sources.values()
+        )
+
+
+def _check_distinct(where: str, values: dict[str, list[Value]]) -> None:
+    seen: dict[str | None, str] = {}
+    for name, listed in values.items():
+        for key in map(_as_key, listed):
+            if key in seen:
+                raise ValueError(
+                    f"{where} values [{key}] are listed for both {seen[key]} and {name}"
+                )
+            seen[key] = name
 
 
 class CrossValidation(BaseModel):
@@ -164,8 +212,15 @@ class SplitParams(BaseModel):
 
     @model_validator(mode="after")
     def _one_source_of_val(self) -> Self:
-        if self.cross_validation is not None and self.fixed is not None and self.fixed.val:
-            raise ValueError("cross_validation chooses val from the train folds; drop fixed.val")
+        if (
+            self.cross_validation is not None
+            and self.fixed is not None
+            and self.fixed.assigns_val()
+        ):
+            raise ValueError(
+                "cross_validation chooses val from the train folds; drop fixed.val and the "
+                "val of fixed.sources"
+            )
         return self
 
 
@@ -186,7 +241,7 @@ def make_splits(units: pd.DataFrame, params: SplitParams) -> pd.DataFrame:
     A SplitError ends with what the cohort holds per label: with the parameter named in it, the
     message alone says what to change.
     """
-    labels = _clean_units(units, params.fixed.column if params.fixed else None)
+    labels = _clean_units(units, params.fixed)
     try:
         return _assign(labels, params)
     except SplitError as error:
@@ -218,7 +273,7 @@ def _assign(labels: pd.DataFrame, params: SplitParams) -> pd.DataFrame:
     split = pd.Series(None, index=tumor.index, dtype=object)
     rng = np.random.default_rng(params.seed)
 
-    fixed_names = _assign_fixed(labels, fixed, split) if fixed else set()
+    fixed_names = _assign_fixed(labels, fixed, split, rng) if fixed else set()
     drawn = {"test": params.test, "val": params.val}
     if params.cross_validation is not None:
         del drawn["val"]
@@ -333,14 +388,18 @@ def check_disjoint(splits: pd.DataFrame, slices: pd.DataFrame) -> None:
         raise SplitError(f"{len(leaks)} patient(s) appear in more than one split: {examples}")
 
 
-def _clean_units(units: pd.DataFrame, fixed_column: str | None) -> pd.DataFrame:
+def _clean_units(units: pd.DataFrame, fixed: FixedAssignment | None) -> pd.DataFrame:
     """Validated labels indexed by patient_id in sorted order, the basis of reproducible draws."""
     missing = [c for c in ("patient_id", "tumor") if c not in units]
     if missing:
         raise SplitError(f"units lack required column(s) {missing}")
-    if fixed_column is not None and fixed_column not in units:
+    if fixed is not None and fixed.column not in units:
         raise SplitError(
-            f"fixed.column {fixed_column!r} is not a column of units ({list(units.columns)})"
+            f"fixed.column {fixed.column!r} is not a column of units ({list(units.columns)})"
+        )
+    if fixed is not None and fixed.sources and "source" not in units:
+        raise SplitError(
+            f"fixed.sources needs a source column in units, which have {list(units.columns)}"
         )
     if units["patient_id"].isna().any():
         raise SplitError(f"{int(units['patient_id'].isna().sum())} unit(s) have no patient_id")
@@ -353,35 +412,87 @@ def _clean_units(units: pd.DataFrame, fixed_column: str | None) -> pd.DataFrame:
         bad = sorted({str(v) for v in units.loc[~valid, "tumor"]})
         raise SplitError(f"tumor must be 0 or 1; found {bad[:5]} in {int((~valid).sum())} unit(s)")
     columns = {"tumor": units["tumor"].astype(int).to_numpy()}
-    if fixed_column is not None:
-        columns["fixed"] = units[fixed_column].map(_as_key).to_numpy()
+    if fixed is not None:
+        columns["fixed"] = units[fixed.column].map(_as_key).to_numpy(dtype=object)
+        if fixed.sources:
+            columns["source"] = units["source"].astype(str).to_numpy()
     return pd.DataFrame(columns, index=pd.Index(ids.to_numpy(), name="patient_id")).sort_index()
 
 
-def _as_key(value: object) -> str:
-    """String form for fixed-assignment matching, treating 4.0 as 4."""
+def _as_key(value: object) -> str | None:
+    """String form for fixed-assignment matching, treating 4.0 as 4; None for a missing value,
+    so that no string (not even "nan") addresses units without one."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
 
 
-def _assign_fixed(labels: pd.DataFrame, fixed: FixedAssignment, split: pd.Series) -> set[str]:
-    """Place author-given units; returns the splits they filled so those are not drawn again."""
+def _matching(keys: pd.Series, values: list[Value]) -> pd.Series:
+    """Which units' keys are among `values` (a None among them: those with no value)."""
+    wanted = {_as_key(value) for value in values}
+    return keys.isin(wanted - {None}) | (keys.isna() & (None in wanted))
+
+
+def _assign_fixed(
+    labels: pd.DataFrame, fixed: FixedAssignment, split: pd.Series, rng: np.random.Generator
+) -> set[str]:
+    """Place author-given units; returns the held-out splits they filled so those are not drawn
+    again."""
     filled = set()
     for name, values in (("test", fixed.test), ("val", fixed.val)):
-        if not values:
-            continue
-        members = labels.index[labels["fixed"].isin({_as_key(v) for v in values})]
-        if members.empty:
-            present = sorted(labels["fixed"].unique())
+        if values:
+            _pin(labels.index, labels["fixed"], values, name, split, f"fixed.{name}", fixed.column)
+            filled.add(name)
+    present = sorted(labels["source"].unique()) if fixed.sources else []
+    for source, rule in sorted(fixed.sources.items()):
+        units = labels.index[labels["source"] == source]
+        if units.empty:
             raise SplitError(
-                f"fixed.{name} values {values} match no unit in column {fixed.column!r} "
-                f"(values present: {present[:10]})"
+                f"fixed.sources names source {source!r}, which has no unit; sources: {present}"
             )
-        _require_both_classes(name, labels.loc[members, "tumor"])
-        split[members] = name
-        filled.add(name)
-    return filled
+        where = f"fixed.sources.{source}"
+        for name, values in rule.values().items():
+            keys = labels.loc[units, "fixed"]
+            _pin(units, keys, values, name, split, f"{where}.{name}", fixed.column)
+            filled.add(name)
+        for name, fraction in rule.fractions().items():
+            tumor = labels.loc[units, "tumor"]
+            counts = {
+                label: _round_half_up(fraction * int((tumor == label).sum())) for label in (1, 0)
+            }
+            reasons = {
+                label: f" ({where}.{name}: {fraction} of {int((tumor == label).sum())})"
+                for label in (1, 0)
+            }
+            request = _Request(name, counts, reasons, dict.fromkeys(counts, f"{where}.{name}"))
+            split[_draw(request, tumor[split[units].isna()], rng)] = name
+            filled.add(name)
+    for name in filled - {"train"}:
+        _require_both_classes(name, labels.loc[split == name, "tumor"])
+    return filled - {"train"}
+
+
+def _pin(
+    units: pd.Index,
+    keys: pd.Series,
+    values: list[Value],
+    name: str,
+    split: pd.Series,
+    where: str,
+    column: str,
+) -> None:
+    """Put the still unassigned `units` whose key is listed into split `name`."""
+    matched = units[_matching(keys.loc[units], values).to_numpy()]
+    if matched.empty:
+        present = sorted(keys.loc[units].unique(), key=str)
+        raise SplitError(
+            f"{where} values {values} match no unit in column {column!r} "
+            f"(values present: {present[:10]})"
+        )
+    members = matched[split[matched].isna().to_numpy()]
+    split[members] = name
 
 
 def _held_out_request(name: str, spec: HeldOutSplit, tumor: pd.Series) -> _Request:

@@ -52,7 +52,8 @@ def test_rerun_rewrites_only_what_changed(tmp_path, plan, cohort):
     assert YoloDataset(root).digest() == digest
 
     images = plan.images.copy()
-    images[plan.items.loc[0, "image_ref"]] ^= 1  # one slice's pixels change
+    train_item = plan.items[plan.items["split"] == "train"].iloc[0]
+    images[train_item["image_ref"]] ^= 1  # one training slice's pixels change
     changed = write_export(root, ExportPlan(images, plan.items))
     assert (changed.written, changed.unchanged) == (1, 47)
     assert YoloDataset(root).digest() != digest

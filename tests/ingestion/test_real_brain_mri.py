@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from medvit.ingestion.config import ImageFolderSource
+from medvit.ingestion.config import ImageFolderSource, Preprocessing
 from medvit.splits import HeldOutSplit, SplitParams, make_splits
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "brain_mri"
@@ -46,3 +48,24 @@ def test_figshare_and_br35h_ingest_and_split_by_fold(ingest):
     fold_splits = splits[splits.tumor == 1]
     assert sorted(fold_splits.split.value_counts().tolist()) == [1, 1, 2]
     assert splits.patient_id.is_unique
+
+
+def test_br35h_groups_of_mixed_sizes_are_kept_and_preprocessed(tmp_path, ingest):
+    """Br35H near-copy groups mix image sizes; each image is its own one-slice series."""
+    root = tmp_path / "br35h"
+    root.mkdir()
+    manifest = pd.read_csv(DATA / "br35h_tumor" / "manifest.csv")
+    sizes = manifest.groupby("dup_group")[["width", "height"]].nunique().max(axis=1)
+    groups = sizes[sizes > 1].index[:8]
+    mixed = manifest[manifest["dup_group"].isin(groups)]
+    mixed.to_csv(root / "manifest.csv", index=False)
+    for folder in ("images", "labels"):
+        (root / folder).symlink_to(DATA / "br35h_tumor" / folder)
+    source = ImageFolderSource(name="br35h_tumor", root=root, group_column="dup_group")
+    settings = Preprocessing(crop_foreground=True, intensity="zscore")
+    table, report, store = ingest([source], image_size=128, preprocessing=settings)
+    assert report.empty and len(table) == len(mixed) > len(groups) >= 2
+    assert table["patient_id"].nunique() == len(groups) and table["series_id"].is_unique
+    boxes = np.concatenate(table["boxes"].map(lambda b: np.asarray(list(b))).tolist())
+    assert len(boxes) >= len(table) and (boxes >= 0).all() and (boxes <= 128).all()
+    assert store.records["cropped_boxes"].sum() <= 1  # the crop keeps the tumours it frames

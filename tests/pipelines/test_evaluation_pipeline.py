@@ -19,6 +19,7 @@ from kedro_mlflow.io.metrics import MlflowMetricsHistoryDataset
 from mlflow.tracking import MlflowClient
 from pydantic import ValidationError
 
+from medvit.evaluation.audit import AUDIT_COLUMNS
 from medvit.evaluation.ptp import (
     SLICE_KEY,
     EvaluationInputError,
@@ -34,6 +35,15 @@ MODEL = "demo_model"
 FAST = {"n_bootstrap": 50}
 SLICES_PER_PATIENT = 4
 PARAMETERS_FILE = Path(__file__).resolve().parents[2] / "conf/base/parameters_evaluation.yml"
+# What data preparation's audit hands every report: here a cohort with nothing to warn about.
+AUDIT = pd.DataFrame(
+    [
+        ("train", "demo", "", "n_tumor", 40.0, ""),
+        ("train", "demo", "", "n_normal", 400.0, ""),
+        ("val", "all", "all", "auroc", 0.55, ""),
+    ],
+    columns=list(AUDIT_COLUMNS),
+)
 
 
 def cohort(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -58,7 +68,9 @@ def cohort(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
                 study = f"{patient}/{1 + position // 2 * (number % 2)}"
                 series = f"{patient}/{position // 2}"
                 rows.append((patient, study, series, position % 2, score, slice_tumor, []))
-        predictions[split] = pd.DataFrame(rows, columns=[*SLICE_KEY, "score", "tumor", "boxes"])
+        predictions[split] = pd.DataFrame(
+            rows, columns=[*SLICE_KEY, "score", "tumor", "boxes"]
+        ).assign(source="demo")
     table = pd.DataFrame(splits, columns=["patient_id", "split", "tumor", "cv_fold"])
     return table, predictions["val"], predictions["test"]
 
@@ -83,6 +95,7 @@ def _run_in_project(
         catalog = session.load_context().catalog
         catalog[f"{MODEL}.val_predictions"] = val
         catalog[f"{MODEL}.test_predictions"] = test
+        catalog["shortcut_audit"] = AUDIT
         with mlflow.start_run() as run:
             SequentialRunner().run(evaluation_pipeline(MODEL), catalog)
         params = catalog.load("params:evaluation")
@@ -129,7 +142,8 @@ def test_metrics_params_and_artifacts_reach_mlflow_and_disk(project):
     assert not {"ptp/demo_model/test/auroc_ci_low", "slice/demo_model/test/auprc_ci_high"} & set(
         metrics
     )
-    assert metrics == pytest.approx(_expected_metrics(splits, val, test, params), nan_ok=True)
+    pooled = {name: value for name, value in metrics.items() if "/within/" not in name}
+    assert pooled == pytest.approx(_expected_metrics(splits, val, test, params), nan_ok=True)
     assert (metrics["ptp/demo_model/test/n_patients"], metrics["ptp/demo_model/test/n_tumor"]) == (
         30,
         3,
@@ -169,7 +183,15 @@ def test_metrics_params_and_artifacts_reach_mlflow_and_disk(project):
         "reports/demo_model_ptp_patients.csv",
         "reports/demo_model_ptp_report.md",
         "reports/demo_model_ptp_report.html",
+        "reports/demo_model_by_source_metrics.csv",
     } <= logged
+    # one source: its within-source figures are the pooled ones, said once, not tabled twice
+    assert report.count("One source (demo): the pooled metrics above") == 1
+    assert "### Slices" not in report
+    assert (
+        metrics["slice/demo_model/test/within/demo/auroc"] == metrics["slice/demo_model/test/auroc"]
+    )
+    assert "## Shortcut audit (data preparation)" in report
     html = (project / "data/08_reporting/demo_model_ptp_report.html").read_text()
     assert html.count('<img src="data:image/png;base64,') == len(figures)
     assert "Patient threshold = " in report and "validation value" in report
@@ -213,6 +235,7 @@ def _bare_catalog(splits: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame) -
     """Inputs in memory, every output a MemoryDataset but the metrics, which go to MLflow."""
     catalog = DataCatalog({f"{MODEL}.evaluation_metrics": MlflowMetricsHistoryDataset(prefix="")})
     catalog["splits"] = splits
+    catalog["shortcut_audit"] = AUDIT
     catalog["params:evaluation"] = EvaluationParams(**FAST)
     catalog[f"{MODEL}.val_predictions"] = val
     catalog[f"{MODEL}.test_predictions"] = test
@@ -275,6 +298,7 @@ def test_each_model_gets_its_own_namespace_around_shared_inputs(caplog):
         "teacher.val_predictions",
         "teacher.test_predictions",
         "splits",
+        "shortcut_audit",
         "params:evaluation",
     }
     assert {"teacher.evaluation_metrics", "teacher.ptp_report"} <= teacher.outputs()
@@ -283,6 +307,7 @@ def test_each_model_gets_its_own_namespace_around_shared_inputs(caplog):
         "val_predictions",
         "test_predictions",
         "splits",
+        "shortcut_audit",
         "params:evaluation",
     }
     with caplog.at_level(logging.WARNING):

@@ -33,6 +33,8 @@ from medvit.splits import slices_in
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+# What ultralytics trains on (train) and keeps the best epoch by (val); never test.
+LEARNT_FROM = ("train", "val")
 CLASS_NAMES = {0: "tumor"}
 # Part of every digest: bump it when the file format changes and every file is rewritten once.
 FORMAT_VERSION = "1"
@@ -71,10 +73,18 @@ class YoloDataset:
             return pd.DataFrame(columns=MANIFEST_COLUMNS)
         return pd.read_parquet(path)
 
-    def digest(self) -> str:
-        """One digest of every file's content and split: what a training run was trained on."""
-        manifest = self.manifest().sort_values(["split", "name"], ignore_index=True)
-        return table_digest(manifest, ["split", "name", "digest"])
+    def digest(self, splits: tuple[str, ...] = LEARNT_FROM) -> str:
+        """One digest of the content and split of the files in `splits`.
+
+        By default the splits a training run learns from and selects its best epoch on: a
+        detector's identity must not change when only its test split does (external validation
+        adds test data to a trained model, it never retrains it).
+        """
+        manifest = self.manifest()
+        manifest = manifest[manifest["split"].isin(splits)]
+        return table_digest(
+            manifest.sort_values(["split", "name"], ignore_index=True), ["split", "name", "digest"]
+        )
 
 
 def plan_export(slices: pd.DataFrame, splits: pd.DataFrame, images: np.ndarray) -> ExportPlan:

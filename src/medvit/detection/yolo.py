@@ -144,9 +144,9 @@ OPERATIONAL = frozenset({"device", "workers", "plots", "verbose"})
 
 
 def run_identity(dataset: YoloDataset, weights: str, settings: dict[str, Any]) -> Identity:
-    """The export's content, the starting weights (a file's bytes, or an ultralytics name) and
-    every setting that changes the result, each its own part, so that a replaced run says which
-    setting changed."""
+    """The export's train and val content (never test), the starting weights (a file's bytes, or
+    an ultralytics name) and every setting that changes the result, each its own part, so that a
+    replaced run says which setting changed."""
     start = file_digest(weights) if Path(weights).is_file() else weights
     semantic = {f"train.{key}": value for key, value in settings.items() if key not in OPERATIONAL}
     return identity(data=dataset.digest(), weights=start, **semantic)

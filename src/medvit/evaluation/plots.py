@@ -24,8 +24,13 @@ def _title(subject: str, what: str) -> str:
     return f"{subject}\n{what}" if subject else what
 
 
-def confusion_matrix_figure(patient_table: pd.DataFrame, subject: str = "") -> Figure:
-    """2x2 patient counts, truth in rows and call in columns, each count printed in its cell."""
+def confusion_matrix_figure(
+    patient_table: pd.DataFrame, subject: str = "", unit: str = "patient"
+) -> Figure:
+    """2x2 patient counts, truth in rows and call in columns, each count printed in its cell.
+
+    `unit` names what a row is ("slice" where patient-level figures do not apply).
+    """
     truth = patient_table["tumor"].to_numpy(dtype=int)
     decision = patient_table["decision"].to_numpy(dtype=int)
     counts = np.zeros((2, 2), dtype=int)
@@ -38,11 +43,11 @@ def confusion_matrix_figure(patient_table: pd.DataFrame, subject: str = "") -> F
         axes.text(column, row, str(count), ha="center", va="center", color=colour, fontsize=14)
     axes.set_xticks([0, 1], labels=[f"Called {name.lower()}" for name in CLASS_NAMES])
     axes.set_yticks([0, 1], labels=[f"Truly {name.lower()}" for name in CLASS_NAMES])
-    axes.set_title(_title(subject, f"Patients (n = {len(patient_table)})"))
+    axes.set_title(_title(subject, f"{unit.capitalize()}s (n = {len(patient_table)})"))
     return figure
 
 
-def roc_figure(patient_table: pd.DataFrame, subject: str = "") -> Figure:
+def roc_figure(patient_table: pd.DataFrame, subject: str = "", unit: str = "patient") -> Figure:
     """ROC of patient scores; with one class there is no curve, so say so instead of drawing one."""
     truth = patient_table["tumor"].to_numpy(dtype=int)
     score = patient_table["score"].to_numpy(dtype=float)
@@ -51,7 +56,7 @@ def roc_figure(patient_table: pd.DataFrame, subject: str = "") -> Figure:
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey", label="Chance")
     if truth.min() == truth.max():
         only = CLASS_NAMES[truth[0]].lower() if truth.size else "no"
-        axes.text(0.5, 0.5, f"ROC undefined:\nonly {only} patients", ha="center", va="center")
+        axes.text(0.5, 0.5, f"ROC undefined:\nonly {only} {unit}s", ha="center", va="center")
     else:
         false_positive_rate, true_positive_rate, _ = roc_curve(truth, score)
         auroc = roc_auc_score(truth, score)
@@ -65,12 +70,14 @@ def roc_figure(patient_table: pd.DataFrame, subject: str = "") -> Figure:
     axes.set_ylim(-0.02, 1.02)
     axes.set_xlabel("1 - specificity")
     axes.set_ylabel("Sensitivity")
-    axes.set_title(_title(subject, "Patient-level ROC"))
+    axes.set_title(_title(subject, f"{unit.capitalize()}-level ROC"))
     axes.legend(loc="lower right", fontsize="small")
     return figure
 
 
-def score_strip_figure(patient_table: pd.DataFrame, threshold: float, subject: str = "") -> Figure:
+def score_strip_figure(
+    patient_table: pd.DataFrame, threshold: float, subject: str = "", unit: str = "patient"
+) -> Figure:
     """One dot per patient by true class, so misses and false alarms are visible at a glance.
 
     The horizontal jitter is seeded, so the same table always draws the same picture.
@@ -90,7 +97,7 @@ def score_strip_figure(patient_table: pd.DataFrame, threshold: float, subject: s
     )
     axes.set_xticks([0, 1], labels=[f"Truly {name.lower()}" for name in CLASS_NAMES])
     axes.set_xlim(-0.5, 1.5)
-    axes.set_ylabel("Patient score")
-    axes.set_title(_title(subject, "Patient scores"))
+    axes.set_ylabel(f"{unit.capitalize()} score")
+    axes.set_title(_title(subject, f"{unit.capitalize()} scores"))
     axes.legend(loc="best", fontsize="small")
     return figure

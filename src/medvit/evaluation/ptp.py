@@ -47,6 +47,7 @@ __all__ = [
     "flatten_metrics",
     "patient_metrics",
     "patient_table",
+    "ptp_not_applicable",
     "validate_slice_predictions",
 ]
 
@@ -151,6 +152,26 @@ def validate_slice_predictions(frame: pd.DataFrame, *, with_truth: bool = False)
     _require_unique_slices(frame)
     if with_truth:
         _require_binary(frame, "tumor", "slice_predictions")
+
+
+def ptp_not_applicable(units: pd.DataFrame) -> str | None:
+    """Why patient-level metrics would mislead on these units (rows of the splits), or None.
+
+    A source without patient identifiers is split by groups (a fold, a set of near-duplicate
+    images) or by single images; calling such a unit "a patient" makes a whole fold one case, so
+    PTP figures would describe folds, not patients. Units of splits without a `patient_level`
+    column (drawn before it existed, or written by hand) count as patients.
+    """
+    if "patient_level" not in units:
+        return None
+    grouped = int((~units["patient_level"].astype(bool)).sum())
+    if not grouped:
+        return None
+    return (
+        f"{grouped} of {len(units)} units are not patients (folds, near-duplicate groups or "
+        "single images of a source without patient identifiers), so patient-level figures "
+        "would count those units as patients"
+    )
 
 
 def _validate_labels(patient_labels: pd.DataFrame) -> None:

@@ -17,10 +17,12 @@ import numpy as np
 import pandas as pd
 from markdown_it import MarkdownIt
 
+from medvit.evaluation.audit import audit_findings, read_back
 from medvit.evaluation.confusion import MIN_CLASS_UNITS, NOT_INFORMATIVE
 from medvit.evaluation.ptp import COUNT_METRICS
+from medvit.evaluation.slice_metrics import COUNT_METRICS as SLICE_COUNTS
 
-__all__ = ["Threshold", "png_data_uri", "render_html", "render_report"]
+__all__ = ["Threshold", "entangled", "png_data_uri", "render_html", "render_report"]
 
 OUTCOMES = {(1, 1): "TP", (0, 1): "FP", (0, 0): "TN", (1, 0): "FN"}
 SPLIT_NAMES = {"val": "validation", "test": "test", "train": "training"}
@@ -41,6 +43,13 @@ HTML_STYLE = (
     "body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}"
     "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}"
     "img{max-width:32%;margin:4px}"
+)
+COUNTS = (*COUNT_METRICS, *SLICE_COUNTS)
+# The figures of the within-source tables: (metric, column title).
+WITHIN_COLUMNS = (
+    ("auroc", "AUROC"),
+    ("sensitivity", "sensitivity"),
+    ("specificity", "specificity"),
 )
 
 
@@ -66,6 +75,12 @@ INTERVAL_NOTE = (
     " accuracy, macro averages and AUROC get a percentile bootstrap over patients, which is"
     f" not informative when a class has fewer than {MIN_CLASS_UNITS} patients or every resample"
     " gives the same value. See docs/metrics.md."
+)
+SLICE_INTERVAL_NOTE = (
+    "Each interval names its method: a percentile bootstrap over the units slices are grouped"
+    " in (patients, or the folds and near-duplicate groups of a source without patient"
+    f" identifiers), not informative when a class has fewer than {MIN_CLASS_UNITS} units or"
+    " every resample gives the same value. See docs/metrics.md."
 )
 
 
@@ -102,13 +117,15 @@ def _by_split(metrics: pd.DataFrame, split: str) -> tuple[pd.DataFrame, list[str
     return metrics, [split, *(other for other in metrics["split"].unique() if other != split)]
 
 
-def _metrics_section(metrics: pd.DataFrame, split: str, ci: float) -> list[str]:
+def _metrics_section(
+    metrics: pd.DataFrame, split: str, ci: float, note: str = INTERVAL_NOTE
+) -> list[str]:
     """Rates of `split`, with every other split of the table beside them (validation beside
     test shows how far the threshold tuned on validation carries over)."""
     metrics, splits = _by_split(metrics, split)
     by_split = {name: metrics[metrics["split"] == name].set_index("metric") for name in splits}
     shown = by_split[split]
-    rates = shown.index[~shown.index.isin(COUNT_METRICS)]
+    rates = shown.index[~shown.index.isin(COUNTS)]
     header = ["metric"]
     for name in splits:
         prefix = "" if len(splits) == 1 else f"{_split_name(name)} "
@@ -123,7 +140,7 @@ def _metrics_section(metrics: pd.DataFrame, split: str, ci: float) -> list[str]:
             else:
                 row += ["—", "—"]
         rows.append([*row, SYNONYMS.get(metric, "")])
-    counts = shown.loc[shown.index.isin(COUNT_METRICS), "value"]
+    counts = shown.loc[shown.index.isin(COUNTS), "value"]
     count_text = ", ".join(f"{metric} = {value:.0f}" for metric, value in counts.items())
     return [
         "## Metrics",
@@ -132,7 +149,7 @@ def _metrics_section(metrics: pd.DataFrame, split: str, ci: float) -> list[str]:
         "",
         f"Counts ({_split_name(split)}): {count_text}." if count_text else "",
         "",
-        INTERVAL_NOTE,
+        note,
     ]
 
 
@@ -171,6 +188,139 @@ def _patients_section(patients: pd.DataFrame) -> list[str]:
     return [title, "", *_table(header, rows)]
 
 
+def _estimate(rows: pd.DataFrame, metric: str) -> str:
+    """'0.912 (0.850 to 0.960)' from a tidy table; the reason where no interval is shown."""
+    if metric not in rows.index:
+        return "—"
+    row = rows.loc[metric]
+    if np.isnan(row.value):
+        return "undefined"
+    if row.ci_method.startswith(NOT_INFORMATIVE):
+        return f"{row.value:.3f} (interval {NOT_INFORMATIVE})"
+    if np.isnan(row.ci_low) or np.isnan(row.ci_high):
+        return f"{row.value:.3f}"
+    return f"{row.value:.3f} ({row.ci_low:.3f} to {row.ci_high:.3f})"
+
+
+def entangled(by_source: pd.DataFrame) -> dict[str, str]:
+    """Source -> 'tumour slices (validation, test)': the one label it holds and where, for
+    splits with several sources. Pooled figures can then be earned by telling sources apart."""
+    counts = by_source[(by_source["level"] == "slice")]
+    found: dict[str, tuple[str, list[str]]] = {}
+    for split, rows in counts.groupby("split", sort=False):
+        if rows["source"].nunique() < 2:
+            continue
+        table = rows.pivot_table(index="source", columns="metric", values="value")
+        for source, row in table.iterrows():
+            if row["n_positive"] in (0, row["n_slices"]):
+                label = "tumour" if row["n_positive"] else "normal"
+                found.setdefault(source, (label, []))[1].append(_split_name(split))
+    return {
+        source: f"{label} slices ({', '.join(where)})" for source, (label, where) in found.items()
+    }
+
+
+def _within_tables(by_source: pd.DataFrame, split: str) -> list[str]:
+    """One row per source and split (the reported split first): counts and the headline rates."""
+    _, splits = _by_split(by_source, split)
+    lines = []
+    for level, title, count in (
+        ("slice", "Slices", ("n_slices", "n_positive")),
+        ("ptp", "Patients (PTP)", ("n_patients", "n_tumor")),
+    ):
+        rows = by_source[by_source["level"] == level]
+        if rows.empty:
+            continue
+        body = []
+        for name in splits:
+            for source, metrics in rows[rows["split"] == name].groupby("source", sort=True):
+                values = metrics.set_index("metric")
+                counted = [int(values.loc[c, "value"]) if c in values.index else "—" for c in count]
+                rates = [_estimate(values, metric) for metric, _ in WITHIN_COLUMNS]
+                body.append([source, _split_name(name), *counted, *rates])
+        unit = "slices" if level == "slice" else "patients"
+        header = ["source", "split", unit, f"tumour {unit}", *(t for _, t in WITHIN_COLUMNS)]
+        lines += [f"### {title}", "", *_table(header, body), ""]
+    return [*lines, 'Intervals as in the pooled metrics; "undefined" where a source lacks a class.']
+
+
+def _within_section(by_source: pd.DataFrame | None, split: str, lead: dict[str, str]) -> list[str]:
+    """Within-source figures; with one source, one sentence instead of a copy of the pooled."""
+    if by_source is None or by_source.empty:
+        return [
+            "## Within-source metrics",
+            "",
+            "The predictions carry no source, so no within-source figures could be computed.",
+        ]
+    sources = sorted(by_source["source"].unique())
+    if len(sources) == 1:
+        return [
+            "## Within-source metrics",
+            "",
+            f"One source ({sources[0]}): the pooled metrics above are its within-source metrics.",
+        ]
+    why = (
+        "Sources and labels are entangled: "
+        + "; ".join(f"{source} holds only {what}" for source, what in lead.items())
+        + ". Pooled figures can then be earned by telling sources apart rather than finding"
+        " tumours, so the within-source figures come first: within one source only what separates"
+        " its tumours from its normals counts, and only a source with both labels has an AUROC."
+        if lead
+        else "Each source's slices on their own, at the same thresholds: a model that tells"
+        " sources apart gains nothing here."
+    )
+    return [
+        "## Within-source metrics",
+        "",
+        why,
+        "",
+        *_within_tables(by_source, split),
+    ]
+
+
+def _audit_section(audit: pd.DataFrame | None) -> list[str]:
+    """What the data preparation's shortcut audit found, before any model was trained."""
+    lines = ["## Shortcut audit (data preparation)", ""]
+    if audit is None or audit.empty:
+        return [*lines, "No shortcut audit ran for this cohort."]
+    audit = read_back(audit)
+    warnings, notes = audit_findings(audit)
+    aurocs = audit[(audit["metric"] == "auroc") & (audit["note"] == "")]
+    lines += [
+        "How well trivial features predict the slice label: a small model fitted on training"
+        " slices, scored on validation slices (AUROC; 0.5 is chance).",
+        "",
+    ]
+    if not aurocs.empty:
+        scopes = ["all", *sorted(set(aurocs["source"]) - {"all"})]
+        table = aurocs.pivot_table(
+            index="feature_group", columns="source", values="value", sort=False
+        ).reindex(columns=scopes)
+        header = [
+            "feature group",
+            *(f"within {s}" if s != "all" else "all sources" for s in scopes),
+        ]
+        rows = [
+            (group, *values) for group, values in zip(table.index, table.to_numpy(), strict=True)
+        ]
+        lines += [*_table(header, rows), ""]
+    lines += [*(f"- {note}" for note in notes), *(f"- **Warning**: {w}" for w in warnings)]
+    counts = audit[audit["metric"].isin(["n_tumor", "n_normal"])]
+    table = counts.pivot_table(
+        index=["split", "source"], columns="metric", values="value", sort=False, fill_value=0
+    )
+    table = table.reindex(columns=["n_tumor", "n_normal"], fill_value=0).reset_index()
+    rows = [
+        (_split_name(row.split), row.source, int(row.n_tumor), int(row.n_normal))
+        for row in table.itertuples(index=False)
+    ]
+    return [
+        *lines,
+        "",
+        *_table(["split", "source", "tumour slices", "normal slices"], rows),
+    ]
+
+
 def render_report(
     model: str,
     split: str,
@@ -179,24 +329,47 @@ def render_report(
     figures: Mapping[str, str],
     params: Mapping[str, object],
     thresholds: Sequence[Threshold] = (),
+    *,
+    by_source: pd.DataFrame | None = None,
+    audit: pd.DataFrame | None = None,
+    ptp_not_applicable: str | None = None,
 ) -> str:
     """Markdown page: cohort, thresholds, metrics with CIs, figures and every patient's call.
 
     `metrics` may hold several splits (a `split` column): `split` is reported, the others are
     shown beside it. `figures` maps a caption to an image location (a file name relative to the
     report, or a data URI); `params` should hold the aggregation rule and target prevalence (and
-    `ci` if not 0.95).
+    `ci` if not 0.95). `by_source` (with `level`, `split`, `source` columns) adds the
+    within-source figures, first when sources and labels are entangled; `audit` the data
+    preparation's shortcut audit. With `ptp_not_applicable` (the reason), `metrics` is the slice
+    table, the page says why PTP has no figures, and `patients` is not shown.
     """
     ci = float(params.get("ci", 0.95))
-    lines = [
-        f"# Patient-to-patient evaluation: {model} on {split}",
-        "",
-        "A patient is called tumour when their patient score is >= the threshold, which was chosen"
-        " on validation patients only. Definitions: docs/metrics.md.",
-        "",
-        _prevalence_sentence(metrics, split),
-        "",
-    ]
+    lead = entangled(by_source) if by_source is not None else {}
+    within = [] if by_source is None else _within_section(by_source, split, lead)
+    if ptp_not_applicable:
+        lines = [
+            f"# Slice-level evaluation: {model} on {split}",
+            "",
+            f"**Patient-to-patient (PTP) evaluation is not applicable**: {ptp_not_applicable}."
+            " Slice-level figures follow; a slice is called tumour when its score is >= the"
+            " slice threshold, chosen on validation slices only. Definitions: docs/metrics.md.",
+            "",
+        ]
+        pooled = _metrics_section(metrics, split, ci, SLICE_INTERVAL_NOTE)
+    else:
+        lines = [
+            f"# Patient-to-patient evaluation: {model} on {split}",
+            "",
+            "A patient is called tumour when their patient score is >= the threshold, which was"
+            " chosen on validation patients only. Definitions: docs/metrics.md.",
+            "",
+            _prevalence_sentence(metrics, split),
+            "",
+        ]
+        pooled = _metrics_section(metrics, split, ci)
+    if lead:
+        lines += [*within, ""]
     if thresholds:
         lines += ["## Thresholds", "", *(threshold.sentence() for threshold in thresholds), ""]
     lines += [
@@ -204,13 +377,20 @@ def render_report(
         "",
         *(f"- **{key}**: {value}" for key, value in params.items()),
         "",
-        *_metrics_section(metrics, split, ci),
+        *pooled,
+        "",
+    ]
+    if within and not lead:
+        lines += [*within, ""]
+    lines += [
+        *_audit_section(audit),
         "",
         "## Figures",
         "",
         *(f"![{caption}]({location})\n" for caption, location in figures.items()),
-        *_patients_section(patients),
     ]
+    if not ptp_not_applicable:
+        lines += _patients_section(patients)
     return "\n".join(lines) + "\n"
 
 

@@ -9,6 +9,7 @@ patient's studies and series. Slices are keyed by `SLICE_KEY`, as in PTP.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -17,6 +18,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from medvit.evaluation.confusion import (
     NO_CI,
+    EvaluationInputError,
     cell_counts,
     confusion_rates,
     interval_table,
@@ -25,7 +27,7 @@ from medvit.evaluation.confusion import (
 )
 from medvit.evaluation.ptp import validate_slice_predictions
 
-__all__ = ["choose_slice_threshold", "slice_metrics"]
+__all__ = ["choose_slice_threshold", "single_label_sources", "slice_metrics", "within_source"]
 
 COUNT_METRICS = ("n_slices", "n_positive")
 
@@ -92,3 +94,36 @@ def choose_slice_threshold(
         slice_predictions_with_truth["score"].to_numpy(dtype=float),
         objective,
     )
+
+
+def within_source(
+    slice_predictions: pd.DataFrame, metrics: Callable[[pd.DataFrame], pd.DataFrame]
+) -> pd.DataFrame:
+    """`metrics` of each source's own slices, with a leading `source` column.
+
+    Pooled over sources, a model that only tells sources apart scores well whenever sources and
+    labels are entangled; within one source, only what separates its tumours from its normals
+    counts. A source with a single label gets its defined metrics (sensitivity of a tumour-only
+    source) and NaN for the others (AUROC).
+    """
+    if "source" not in slice_predictions:
+        raise EvaluationInputError(
+            "slice_predictions has no source column, so metrics cannot be broken down by "
+            "source; the model stage must keep the slice table's source column"
+        )
+    tables = [
+        metrics(rows.reset_index(drop=True)).assign(source=source)
+        for source, rows in slice_predictions.groupby("source", sort=True)
+    ]
+    table = pd.concat(tables, ignore_index=True)
+    return table[["source", *table.columns.drop("source")]]
+
+
+def single_label_sources(slice_predictions: pd.DataFrame) -> dict[str, str]:
+    """Sources holding slices of one label only ('tumour' or 'normal'), when there are several
+    sources: then sources and labels are entangled and pooled figures can reward the source."""
+    if "source" not in slice_predictions or slice_predictions["source"].nunique() < 2:
+        return {}
+    labels = slice_predictions.groupby("source")["tumor"].agg(["min", "max"])
+    single = labels[labels["min"] == labels["max"]]
+    return {source: ("tumour" if row["max"] else "normal") for source, row in single.iterrows()}

@@ -4,14 +4,19 @@ Every source ends up as the same thing training expects: an 8-bit square image o
 size. Windowing happens in float before the 8-bit cast so 12/16-bit MR keeps its contrast, and the
 geometry is a letterbox (pad to square, then resize) so anatomy is never stretched; boxes go
 through the same transform so they stay in pixels of the stored image.
+
+Optionally (`ingestion.preprocessing`) a slice is first cropped to the head and standardised per
+image: without it, letterbox bars and brightness tell a model which archive an image came from.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
+from monai.transforms.utils import generate_spatial_bounding_box
 
 
 def window_linear_exact(image: np.ndarray, center: float, width: float) -> np.ndarray:
@@ -143,3 +148,80 @@ def box_clipped(box: list[float], rows: int, cols: int, tolerance: float = 0.5) 
     """Whether clipping cuts more than rounding (half a pixel) off the box: what gets counted."""
     x1, y1, x2, y2 = box
     return x1 < -tolerance or y1 < -tolerance or x2 > cols + tolerance or y2 > rows + tolerance
+
+
+def head_mask(image: np.ndarray, threshold: float = 0.1, work_size: int = 256) -> np.ndarray:
+    """The head: the largest connected region of the blurred image above `threshold` of its
+    robust intensity range.
+
+    Blurring first and keeping one component makes the mask robust to background noise, burned-in
+    text and letterbox bars of another grey, which a plain `> 0` (MONAI's default selector) would
+    all count as foreground. The range is relative (0.5th to 99.5th percentile), so a scanner's
+    gain and offset move the threshold with the image and select the same pixels. Found on a copy
+    at most `work_size` pixels wide (a few times faster on 512-pixel slices), then scaled back.
+    """
+    values = np.asarray(image, dtype=np.float32)
+    rows, cols = values.shape
+    scale = min(1.0, work_size / max(rows, cols))
+    small = values
+    if scale < 1.0:
+        shape = (max(1, round(cols * scale)), max(1, round(rows * scale)))
+        small = cv2.resize(values, shape, interpolation=cv2.INTER_AREA)
+    blurred = cv2.GaussianBlur(small, (0, 0), max(1.0, 0.01 * max(small.shape)))
+    low, high = np.percentile(blurred, [0.5, 99.5])
+    if _flat(high - low, high):  # nothing stands out as a head
+        return np.ones(values.shape, dtype=bool)
+    above = (blurred > low + threshold * (high - low)).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(above, connectivity=8)
+    if count <= 1:
+        return np.ones(values.shape, dtype=bool)
+    largest = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
+    if scale < 1.0:
+        largest = cv2.resize(largest, (cols, rows), interpolation=cv2.INTER_NEAREST)
+    return largest.astype(bool)
+
+
+def foreground_box(mask: np.ndarray, margin: float = 0.02) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1), end exclusive: the mask's bounding box (MONAI's
+    `generate_spatial_bounding_box`, as `CropForeground` uses it) widened by `margin` of its
+    longer side and kept inside the image."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return 0, mask.shape[0], 0, mask.shape[1]
+    pixels = round(margin * max(np.ptp(ys) + 1, np.ptp(xs) + 1))
+    start, end = generate_spatial_bounding_box(mask[None], margin=pixels)
+    (rows, cols), (y0, x0), (y1, x1) = mask.shape, start, end  # the margin may run off the edge
+    return max(int(y0), 0), min(int(y1), rows), max(int(x0), 0), min(int(x1), cols)
+
+
+def standardise(
+    image: np.ndarray,
+    method: Literal["percentile", "zscore"],
+    *,
+    percentiles: tuple[float, float] = (1.0, 99.0),
+    clip: float = 3.0,
+    foreground: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per-image intensity standardisation to [0, 1], statistics taken over `foreground` pixels.
+
+    Both methods are invariant to a scanner's gain and offset (a x + b, a > 0), so brightness
+    and contrast no longer tell which scanner, site or archive an image came from. Statistics of
+    the head alone keep how much background a slice holds from changing its contrast.
+    """
+    values = np.asarray(image, dtype=np.float32)
+    pixels = values[foreground] if foreground is not None and foreground.any() else values
+    if method == "percentile":
+        low, high = np.percentile(pixels, percentiles)
+        if _flat(high - low, high):
+            return np.zeros(values.shape, dtype=np.float32)
+        return np.clip((values - low) / (high - low), 0.0, 1.0).astype(np.float32)
+    mean, std = float(pixels.mean()), float(pixels.std())
+    if _flat(std, mean):
+        return np.zeros(values.shape, dtype=np.float32)
+    z = np.clip((values - mean) / std, -clip, clip)
+    return ((z + clip) / (2 * clip)).astype(np.float32)
+
+
+def _flat(spread: float, level: float) -> bool:
+    """Whether a spread of intensities is float32 round-off rather than contrast."""
+    return spread <= 1e-5 * max(abs(level), 1e-3)

@@ -71,6 +71,10 @@ class ImageFolderSource(_Strict):
     group_column: str | None = None
     tumor_type_column: str | None = None
     unit: Literal["patient", "image"] = "patient"
+    # The `source` its slices are reported under (shortcut audit, within-source metrics, split
+    # rules), default its name: folders of one archive (Br35H ships its tumour and no-tumour
+    # images apart) share one, so that the archive's tumours are compared with its normals.
+    archive: str | None = None
 
     @model_validator(mode="after")
     def _patient_disjoint_unit(self) -> Self:
@@ -106,9 +110,36 @@ Source = Annotated[
 ]
 
 
+class Preprocessing(_Strict):
+    """What every stored slice goes through after decoding, for every source alike.
+
+    The defaults store slices as read (windowed, letterboxed). Cohorts assembled from several
+    archives need more: `crop_foreground` removes the background and letterbox bars whose extent
+    depends on the source's image size, `intensity` standardises each image so brightness does not
+    encode the scanner. Done here, once, so every model (the YOLO export too) reads the same
+    pixels at training and at inference.
+    """
+
+    crop_foreground: bool = False
+    foreground_threshold: float = Field(0.1, gt=0.0, lt=1.0)
+    crop_margin: float = Field(0.02, ge=0.0, le=0.5)
+    intensity: Literal["window", "percentile", "zscore"] = "window"
+    percentiles: tuple[float, float] = (1.0, 99.0)
+    zscore_clip: float = Field(3.0, gt=0.0)
+
+    @field_validator("percentiles")
+    @classmethod
+    def _ordered(cls, percentiles: tuple[float, float]) -> tuple[float, float]:
+        low, high = percentiles
+        if not 0.0 <= low < high <= 100.0:
+            raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}")
+        return percentiles
+
+
 class IngestionParams(_Strict):
     sources: list[Source] = Field(min_length=1)
     image_size: int = Field(128, ge=16, le=4096)
+    preprocessing: Preprocessing = Field(default_factory=Preprocessing)
     workers: int | Literal["auto"] = "auto"
     chunk_size: int = Field(32, ge=1)
     max_bad_fraction: float = Field(0.1, ge=0.0, le=1.0)
@@ -135,6 +166,18 @@ class IngestionParams(_Strict):
             isinstance(source, ImageFolderSource) and source.unit == "image"
             for source in self.sources
         )
+
+    @property
+    def patient_level_sources(self) -> dict[str, bool]:
+        """Per source: whether its units are patients. An image folder without a patient column
+        splits by groups (e.g. folds) or single images, on which patient-level (PTP) metrics
+        mean nothing."""
+        levels: dict[str, bool] = {}
+        for source in self.sources:
+            reported = getattr(source, "archive", None) or source.name
+            patients = not isinstance(source, ImageFolderSource) or bool(source.patient_column)
+            levels[reported] = levels.get(reported, True) and patients
+        return levels
 
     def worker_count(self) -> int:
         return (os.cpu_count() or 1) if self.workers == "auto" else int(self.workers)

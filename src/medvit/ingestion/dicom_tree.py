@@ -93,9 +93,13 @@ def _mask(source: DicomSource, sop: str) -> np.ndarray | None:
 
 
 def process(
-    source: DicomSource, truth: DicomTruth, files: list[str], pseudo: Pseudonymiser, size: int
+    source: DicomSource,
+    truth: DicomTruth,
+    files: list[str],
+    pseudo: Pseudonymiser,
+    result: UnitResult,
 ) -> UnitResult:
-    result = UnitResult(size)
+    """Fill `result` (empty, set up with the store's size and preprocessing)."""
     for relative in files:
         try:
             dicom = decode_dicom(source.root / relative, source.window)

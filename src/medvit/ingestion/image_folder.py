@@ -146,14 +146,18 @@ def _slice(
         raise Rejected("bad_annotation", problem)
     raw_patient, group = _unit_id(source, row)
     patient_id = pseudo("patient", raw_patient)
+    image_key = f"{source.name}/{row[source.image_column]}"
     result.add_slice(
         {
-            "source": source.name,
+            "source": source.archive or source.name,
             "path": str(row[source.image_column]),
             "patient_id": patient_id,
             "study_id": pseudo("study", raw_patient),
-            "series_id": pseudo("series", raw_patient),
-            "instance_id": pseudo("instance", f"{source.name}/{row[source.image_column]}"),
+            # An image folder says nothing of series: a group (a fold, a set of near-copies) or a
+            # patient's images are no volume, so each image is its own one-slice series and the
+            # series checks (one size, an order) do not mistake them for one.
+            "series_id": pseudo("series", image_key),
+            "instance_id": pseudo("instance", image_key),
             "instance_number": row["_row"],
             "frame": 0,
             "position": None,
@@ -168,9 +172,13 @@ def _slice(
 
 
 def process(
-    source: ImageFolderSource, _: None, rows: list[dict[str, Any]], pseudo: Pseudonymiser, size: int
+    source: ImageFolderSource,
+    _: None,
+    rows: list[dict[str, Any]],
+    pseudo: Pseudonymiser,
+    result: UnitResult,
 ) -> UnitResult:
-    result = UnitResult(size)
+    """Fill `result` (empty, set up with the store's size and preprocessing)."""
     for row in rows:
         try:
             _slice(source, row, result, pseudo)

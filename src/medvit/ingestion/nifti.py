@@ -95,9 +95,13 @@ def _ingest_volume(
 
 
 def process(
-    source: NiftiSource, _: None, rows: list[dict[str, Any]], pseudo: Pseudonymiser, size: int
+    source: NiftiSource,
+    _: None,
+    rows: list[dict[str, Any]],
+    pseudo: Pseudonymiser,
+    result: UnitResult,
 ) -> UnitResult:
-    result = UnitResult(size)
+    """Fill `result` (empty, set up with the store's size and preprocessing)."""
     for row in rows:
         try:
             _ingest_volume(source, row, result, pseudo)

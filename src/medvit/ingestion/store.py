@@ -90,6 +90,7 @@ RECORD_COLUMNS = [
     "tumor",
     "boxes",
     "clipped_boxes",  # boxes of this slice that ran past the image edge and were clipped
+    "cropped_boxes",  # boxes the foreground crop cut into or removed (preprocessing)
     "patient_tumor",
     "group",
     "tumor_type",

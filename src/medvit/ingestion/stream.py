@@ -35,7 +35,7 @@ ConcreteSource = DicomSource | ImageFolderSource | NiftiSource
 class _Reader:
     units: Callable[[Any, int], list[Any]]
     paths: Callable[[Any, Any], list[str]]  # a unit's input paths, as `process` names them
-    process: Callable[[Any, Any, Any, Pseudonymiser, int], UnitResult]
+    process: Callable[[Any, Any, Any, Pseudonymiser, UnitResult], UnitResult]
 
 
 _READERS = {
@@ -49,9 +49,11 @@ _READERS = {
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(sources: list[ConcreteSource], truths: list[Any], key: str, size: int) -> None:
+def _init_worker(
+    sources: list[ConcreteSource], truths: list[Any], key: str, params: IngestionParams
+) -> None:
     cv2.setNumThreads(1)  # one process per core already: OpenCV's own threads would oversubscribe
-    _WORKER.update(sources=sources, truths=truths, pseudo=Pseudonymiser(key), size=size)
+    _WORKER.update(sources=sources, truths=truths, pseudo=Pseudonymiser(key), params=params)
 
 
 def _keyed(result: UnitResult, source: ConcreteSource, pseudo: Pseudonymiser) -> UnitResult:
@@ -62,9 +64,13 @@ def _keyed(result: UnitResult, source: ConcreteSource, pseudo: Pseudonymiser) ->
 def _run_unit(task: tuple[int, Any]) -> UnitResult:
     index, unit = task
     source = _WORKER["sources"][index]
-    pseudo = _WORKER["pseudo"]
+    pseudo, params = _WORKER["pseudo"], _WORKER["params"]
     result = _READERS[source.type].process(
-        source, _WORKER["truths"][index], unit, pseudo, _WORKER["size"]
+        source,
+        _WORKER["truths"][index],
+        unit,
+        pseudo,
+        UnitResult(params.image_size, params.preprocessing),
     )
     return _keyed(result, source, pseudo)
 
@@ -116,7 +122,7 @@ class IngestionStream:
         return frame
 
     def __iter__(self) -> Iterator[UnitResult]:
-        init_args = (self.sources, self.truths, self._key, self.params.image_size)
+        init_args = (self.sources, self.truths, self._key, self.params)
         workers = min(self.params.worker_count(), max(len(self.tasks), 1))
         seen: set[str] = set()
         bar = progress(total=len(self.tasks), desc="ingest", unit="unit", mininterval=1.0)

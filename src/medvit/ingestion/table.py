@@ -107,7 +107,8 @@ def check_bad_fraction(
 def ingestion_counts(
     table: pd.DataFrame, report: pd.DataFrame, records: pd.DataFrame
 ) -> dict[str, float]:
-    """Counts for MLflow; `records` (the store's) say how many boxes of kept slices were clipped."""
+    """Counts for MLflow; `records` (the store's) say how many boxes of kept slices were clipped
+    at the image edge or cut by the foreground crop."""
     patients = table.groupby("patient_id")["patient_tumor"].first()
     kept = records["image_ref"].isin(table["image_ref"])
     counts = {
@@ -118,6 +119,7 @@ def ingestion_counts(
         "ingest/series": table["series_id"].nunique(),
         "ingest/quarantined": len(report),
         "ingest/clipped_boxes": int(records.loc[kept, "clipped_boxes"].sum()),
+        "ingest/cropped_boxes": int(records.loc[kept, "cropped_boxes"].sum()),
     }
     for kind, count in report["kind"].value_counts().items():
         counts[f"ingest/quarantined/{kind}"] = int(count)

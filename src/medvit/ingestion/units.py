@@ -15,7 +15,17 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from medvit.imaging.intensity import Letterbox, box_clipped, box_problem, clip_box, to_uint8
+from medvit.imaging.intensity import (
+    Letterbox,
+    box_clipped,
+    box_problem,
+    clip_box,
+    foreground_box,
+    head_mask,
+    standardise,
+    to_uint8,
+)
+from medvit.ingestion.config import Preprocessing
 
 
 class Rejected(Exception):
@@ -40,6 +50,7 @@ class UnitResult:
     """Slices of one unit: `records[i]` describes `images[i]`; `mask_slot` indexes `masks`."""
 
     size: int
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
     records: list[dict[str, Any]] = field(default_factory=list)
     images: list[np.ndarray] = field(default_factory=list)
     masks: list[np.ndarray] = field(default_factory=list)
@@ -69,31 +80,65 @@ class UnitResult:
         boxes: list[list[float]],
         mask: np.ndarray | None,
     ) -> None:
-        """Letterbox one source image (float in [0,1] or uint8) with its boxes and mask.
+        """Preprocess and letterbox one source image (float in [0,1] or uint8), its boxes and mask.
 
         The caller has already validated boxes and mask against the source image size; boxes
-        that run past the edge are clipped to it here and counted (`clipped_boxes`).
+        that run past the edge are clipped to it here and counted (`clipped_boxes`), and so are
+        boxes the foreground crop cuts (`cropped_boxes`). The crop never widens to keep a box:
+        a crop that depended on the annotation would tell tumour slices apart by their geometry.
         """
         rows, cols = image.shape
-        box = Letterbox(rows, cols, self.size)
-        pixels = image if image.dtype == np.uint8 else to_uint8(image)
+        clipped = [clip_box(b, rows, cols) for b in boxes]
+        pixels, mask, clipped, cropped = self._preprocess(image, mask, clipped)
+        box = Letterbox(*pixels.shape, self.size)
+        pixels = pixels if pixels.dtype == np.uint8 else to_uint8(pixels)
         self.images.append(box.image(pixels))
         mask_slot = None
         if mask is not None:
             mask_slot = len(self.masks)
             self.masks.append(box.image((mask > 0).astype(np.uint8) * 255, nearest=True))
-        stored_boxes = box.boxes([clip_box(b, rows, cols) for b in boxes])
         self.records.append(
             {
                 **record,
                 "rows": rows,
                 "cols": cols,
-                "boxes": stored_boxes,
+                "boxes": box.boxes(clipped),
                 "mask_slot": mask_slot,
                 "clipped_boxes": sum(box_clipped(b, rows, cols) for b in boxes),
+                "cropped_boxes": cropped,
                 "tumor": int(record.get("tumor") or bool(boxes) or mask_slot is not None),
             }
         )
+
+    def _preprocess(
+        self, image: np.ndarray, mask: np.ndarray | None, boxes: list[list[float]]
+    ) -> tuple[np.ndarray, np.ndarray | None, list[list[float]], int]:
+        """(pixels, mask, boxes in their frame, boxes the crop cut): the image as read unless
+        `preprocessing` asks for a foreground crop or per-image standardisation."""
+        settings = self.preprocessing
+        if not settings.crop_foreground and settings.intensity == "window":
+            return image, mask, boxes, 0
+        head = head_mask(image, settings.foreground_threshold)
+        cropped = 0
+        if settings.crop_foreground:
+            y0, y1, x0, x1 = foreground_box(head, settings.crop_margin)
+            image, head = image[y0:y1, x0:x1], head[y0:y1, x0:x1]
+            mask = None if mask is None else mask[y0:y1, x0:x1]
+            rows, cols = image.shape
+            moved = [[b[0] - x0, b[1] - y0, b[2] - x0, b[3] - y0] for b in boxes]
+            cropped = sum(box_clipped(b, rows, cols) for b in moved)
+            boxes = [
+                b for b in (clip_box(b, rows, cols) for b in moved) if b[2] > b[0] and b[3] > b[1]
+            ]
+        if settings.intensity != "window":
+            image = standardise(
+                image,
+                settings.intensity,
+                percentiles=settings.percentiles,
+                clip=settings.zscore_clip,
+                foreground=head,
+            )
+        return image, mask, boxes, cropped
 
 
 def check_annotations(

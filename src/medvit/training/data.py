@@ -3,7 +3,9 @@
 The store's `images.npy` is opened lazily in each process that reads it: a memmap pickled into
 DataLoader workers would be copied whole, whereas a path costs nothing and every worker then
 touches only the pages of the slices it reads. Augmentation is torchvision's `transforms.v2` on
-tensors, which draws from torch's RNG, so seeding an epoch replays it exactly.
+tensors, which draws from torch's RNG, so seeding an epoch replays it exactly; MONAI's intensity
+transforms, which keep a numpy RandomState of their own, are reseeded from torch's RNG per image
+(`TorchSeeded`) so they replay too.
 """
 
 from __future__ import annotations
@@ -14,7 +16,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import torch
+from monai import transforms as mt
+from monai.data import get_track_meta, set_track_meta
+from monai.utils import convert_to_tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
@@ -67,9 +73,54 @@ class SliceDataset(Dataset):
         return self.transform(pixels[None]), torch.tensor(self.labels[index])
 
 
-def slice_transform(image_size: int, augmentation: Augmentation = "none") -> v2.Transform:
+class TorchSeeded:
+    """MONAI transforms applied in turn, their random draws coming from torch's RNG.
+
+    MONAI transforms draw from a RandomState of their own, which neither `torch.manual_seed`
+    nor DataLoader worker seeding touches: an epoch replayed after a resume would see other
+    draws. Here they share one RandomState, reseeded from torch's generator for every image, so
+    their draws are a function of the loop's epoch seed, like every torchvision transform's.
+    Metadata tracking is off while they run: plain tensors in and out, without MetaTensor's cost.
+    """
+
+    def __init__(self, *transforms: mt.Transform) -> None:
+        self.transforms = transforms
+        self._state = np.random.RandomState()
+        for transform in transforms:
+            if isinstance(transform, mt.Randomizable):
+                transform.set_random_state(state=self._state)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        self._state.seed(int(torch.randint(2**31 - 1, ()).item()))
+        tracking = get_track_meta()
+        set_track_meta(False)
+        try:
+            for transform in self.transforms:
+                image = transform(image)
+        finally:
+            set_track_meta(tracking)
+        return convert_to_tensor(image, track_meta=False)
+
+
+def intensity_augmentation() -> TorchSeeded:
+    """What another scanner does to an image: a smooth bias field, another gain, contrast
+    (gamma) and histogram, and noise. On a float image in [0, 1]; clamped back to it."""
+    return TorchSeeded(
+        mt.RandBiasField(degree=3, coeff_range=(0.0, 0.2), prob=0.3),
+        mt.RandScaleIntensity(factors=0.2, prob=0.3),
+        mt.RandAdjustContrast(gamma=(0.6, 1.6), prob=0.3),
+        mt.RandHistogramShift(num_control_points=(5, 10), prob=0.3),
+        mt.RandGaussianNoise(std=0.03, prob=0.3),
+        mt.ScaleIntensityRange(a_min=0.0, a_max=1.0, b_min=0.0, b_max=1.0, clip=True),
+    )
+
+
+def slice_transform(
+    image_size: int, augmentation: Augmentation = "none", intensity: bool = False
+) -> v2.Transform:
     """Resize, then (weak) a small affine and a left-right flip, (strong) plus RandAugment and
-    random erasing: the out-of-distribution views DeiT-LT distils through."""
+    random erasing: the out-of-distribution views DeiT-LT distils through. `intensity` adds
+    MONAI's scanner-like intensity changes (`intensity_augmentation`), for training views only."""
     steps: list[v2.Transform] = [v2.Resize((image_size, image_size), antialias=True)]
     if augmentation != "none":
         steps += [
@@ -78,7 +129,10 @@ def slice_transform(image_size: int, augmentation: Augmentation = "none") -> v2.
         ]
     if augmentation == "strong":
         steps.append(v2.RandAugment(num_ops=2, magnitude=9))
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize([_MEAN], [_STD])]
+    steps.append(v2.ToDtype(torch.float32, scale=True))
+    if intensity:
+        steps.append(intensity_augmentation())
+    steps.append(v2.Normalize([_MEAN], [_STD]))
     if augmentation == "strong":
         steps.append(v2.RandomErasing(p=0.25, value=0))
     return v2.Compose(steps)
@@ -93,6 +147,18 @@ def class_weights(labels: Sequence[int], n_classes: int) -> torch.Tensor:
     counts = class_counts(labels, n_classes)
     weights = counts.sum() / (n_classes * np.maximum(counts, 1))
     return torch.tensor(weights, dtype=torch.float32)
+
+
+def balanced_weights(*keys: Sequence) -> np.ndarray:
+    """Per-sample weights under which every cell of the keys (e.g. source x label) is drawn
+    equally often: 1 / the cell's size.
+
+    Balancing labels alone lets a cohort whose tumours come from one archive and normals from
+    another keep its shortcut; balancing source x label makes each source's tumours and
+    normals equally frequent, so only what differs within a source separates the classes.
+    """
+    codes, _ = pd.factorize(pd.MultiIndex.from_arrays([np.asarray(key) for key in keys]))
+    return 1.0 / np.bincount(codes)[codes]
 
 
 class EpochSampler(Sampler[int]):

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import pandas as pd
 
 from medvit.datasets.demo_cohort import DemoRequest
+from medvit.evaluation.audit import (
+    AuditParams,
+    audit_findings,
+    audit_metric_names,
+    shortcut_audit,
+)
 from medvit.imaging.demo import DemoCohort, DemoCohortSpec
 from medvit.ingestion.cohort import check_split_request
 from medvit.ingestion.config import DemoSource, DicomSource, IngestionParams
@@ -22,9 +30,12 @@ from medvit.splits import (
     SplitParams,
     check_disjoint,
     make_splits,
+    slices_in,
     split_counts,
     with_fingerprint,
 )
+
+logger = logging.getLogger(__name__)
 
 QUARANTINE_REPORT = "data/08_reporting/ingestion_quarantine.csv"
 
@@ -84,22 +95,63 @@ def build_slices(
 def accept_slices(
     candidates: pd.DataFrame, quarantine: pd.DataFrame, store: SliceStore, params: IngestionParams
 ) -> tuple[pd.DataFrame, dict]:
-    """Gate on `max_bad_fraction`; the quarantine report is already on disk when this fails."""
+    """Gate on `max_bad_fraction`; the quarantine report is already on disk when this fails.
+
+    Each slice is marked `patient_level` (its source identifies patients), so that evaluation
+    can say PTP is not applicable to folds, duplicate groups or single images.
+    """
     check_bad_fraction(store.records, quarantine, params.max_bad_fraction, QUARANTINE_REPORT)
-    return candidates, metric_items(ingestion_counts(candidates, quarantine, store.records))
+    slices = candidates.assign(
+        patient_level=candidates["source"].map(params.patient_level_sources).astype(bool)
+    )
+    return slices, metric_items(ingestion_counts(candidates, quarantine, store.records))
 
 
 def patient_units(slices: pd.DataFrame) -> pd.DataFrame:
-    """One row per patient (or grouping unit) with its label: what splits are drawn from."""
+    """One row per patient (or grouping unit) with its label: what splits are drawn from.
+
+    A slice table without `patient_level` (written by hand) counts its units as patients.
+    """
+    slices = slices if "patient_level" in slices else slices.assign(patient_level=True)
     return (
         slices.groupby("patient_id", as_index=False)
-        .agg(tumor=("patient_tumor", "max"), group=("group", "first"))
+        .agg(
+            tumor=("patient_tumor", "max"),
+            group=("group", "first"),
+            source=("source", "first"),
+            patient_level=("patient_level", "all"),
+        )
         .sort_values("patient_id", ignore_index=True)
     )
 
 
 def split_patients(slices: pd.DataFrame, params: SplitParams) -> tuple[pd.DataFrame, dict]:
-    """Splits that carry the slice table's fingerprint, so stages refuse them with another one."""
-    splits = with_fingerprint(make_splits(patient_units(slices), params), slices)
+    """Splits that carry the slice table's fingerprint, so stages refuse them with another one,
+    and each unit's `patient_level` flag, which decides whether PTP applies."""
+    units = patient_units(slices)
+    splits = make_splits(units, params).merge(
+        units[["patient_id", "patient_level"]], on="patient_id", how="left", validate="one_to_one"
+    )
+    splits = with_fingerprint(splits, slices)
     check_disjoint(splits, slices)
     return splits, metric_items({f"split/{k}": v for k, v in split_counts(splits).items()})
+
+
+def audit_shortcuts(
+    slices: pd.DataFrame, splits: pd.DataFrame, store: SliceStore, params: AuditParams
+) -> tuple[pd.DataFrame, dict]:
+    """Before any training: whether trivial features (intensity, source size, letterbox padding,
+    the source name) predict the label, logged as `audit/...` and warned about in the log."""
+    rows = slices_in(slices, splits).merge(
+        store.records[["image_ref", "rows", "cols"]],
+        on="image_ref",
+        how="left",
+        validate="many_to_one",
+    )
+    audit = shortcut_audit(rows, store.images, model=params.model, seed=params.seed)
+    warnings, notes = audit_findings(audit, params.warn_auroc)
+    for warning in warnings:
+        logger.warning("Shortcut audit: %s", warning)
+    for note in notes:
+        logger.info(note)
+    return audit, metric_items(audit_metric_names(audit))

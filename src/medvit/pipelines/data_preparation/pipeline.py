@@ -38,6 +38,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["splits", "split_metrics"],
                 name="split_patients",
             ),
+            node(
+                nodes.audit_shortcuts,
+                ["slices", "splits", "slice_store", "params:audit"],
+                ["shortcut_audit", "audit_metrics"],
+                name="audit_shortcuts",
+            ),
         ],
         tags="data_preparation",
     )

@@ -46,7 +46,13 @@ DETECTOR_SIGNATURE = ModelSignature(
 
 
 class TrainParams(BaseModel):
-    """`detection.train`: ultralytics' own train arguments, plus where the run lives."""
+    """`detection.train`: ultralytics' own train arguments, plus where the run lives.
+
+    Intensity augmentation is ultralytics' own (`augment.hsv_v`, a brightness gain; hue and
+    saturation do nothing to grey slices) rather than a MONAI pre-step: the exported images are
+    what ultralytics caches and mosaics, and a pre-step would freeze one draw per file for every
+    epoch. Scanner contrast is taken out of the pixels at ingestion (`preprocessing.intensity`).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -160,7 +166,7 @@ def predict(
             weights, slice_store.images, rows["image_ref"].tolist(), params.predict.batch, args
         )
     )
-    table = rows[["split", *SLICE_KEY, "tumor"]].assign(
+    table = rows[["split", *SLICE_KEY, "tumor", "source"]].assign(
         score=[score for score, _ in scored], boxes=[boxes for _, boxes in scored]
     )
     return tuple(  # type: ignore[return-value]

@@ -40,14 +40,13 @@ from medvit.training import (
     ClassificationTask,
     SliceDataset,
     TrainConfig,
-    class_counts,
     class_weights,
     fit,
     predict,
     slice_transform,
     tumour_score,
 )
-from medvit.training.data import Augmentation
+from medvit.training.data import Augmentation, balanced_weights
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +63,21 @@ class DistillationDataParams(_Strict):
     image_size: PositiveInt = 64
     target: Literal["tumor", "tumor_type"] = "tumor"
     imbalance: Literal["sampler", "loss_weights", "none"] = "sampler"
+    # What the sampler balances: labels, or each (source, label) cell, so that where tumours and
+    # normals come from different archives a model cannot learn the archive from their shares.
+    balance: Literal["label", "source_label"] = "label"
+    # MONAI bias field, gain, gamma, histogram shift and noise on both models' training views.
+    intensity_augmentation: bool = False
     predict_batch_size: PositiveInt = 128
+
+    @model_validator(mode="after")
+    def _balance_needs_the_sampler(self) -> DistillationDataParams:
+        if self.balance != "label" and self.imbalance != "sampler":
+            raise ValueError(
+                f"balance: {self.balance} is what the sampler draws; it needs imbalance: sampler "
+                f"(got {self.imbalance})"
+            )
+        return self
 
 
 class TeacherParams(_Strict):
@@ -138,12 +151,16 @@ def training_slices(
 
 
 def _dataset(
-    table: pd.DataFrame, store: SliceStore, split: str, size: int, augmentation: Augmentation
+    table: pd.DataFrame,
+    store: SliceStore,
+    split: str,
+    size: int,
+    augmentation: Augmentation,
+    intensity: bool = False,
 ) -> SliceDataset:
     rows = table[table["split"] == split]
-    return SliceDataset(
-        store.images, rows["image_ref"], rows["label"], slice_transform(size, augmentation)
-    )
+    transform = slice_transform(size, augmentation, intensity)
+    return SliceDataset(store.images, rows["image_ref"], rows["label"], transform)
 
 
 def _data_digest(table: pd.DataFrame) -> str:
@@ -163,11 +180,15 @@ def _pixel_digest(table: pd.DataFrame, store: SliceStore) -> str:
 
 
 def _imbalance(
-    labels: np.ndarray, n_classes: int, data: DistillationDataParams
+    table: pd.DataFrame, n_classes: int, data: DistillationDataParams
 ) -> tuple[np.ndarray | None, torch.Tensor | None]:
-    """(per-sample weights for the sampler, class weights for the loss), per `imbalance`."""
+    """(per-sample weights for the sampler, class weights for the loss) of the train rows, per
+    `imbalance` and `balance`."""
+    train = table[table["split"] == "train"]
+    labels = train["label"].to_numpy()
     if data.imbalance == "sampler":
-        return (1.0 / class_counts(labels, n_classes)[labels]), None
+        cells = (train["source"], labels) if data.balance == "source_label" else (labels,)
+        return balanced_weights(*cells), None
     if data.imbalance == "loss_weights":
         return None, class_weights(labels, n_classes)
     return None, None
@@ -202,7 +223,9 @@ def _fit(
     history this run did not see being trained (all of a reused run, the epochs before a
     resume) is logged again, so every run holds a model's whole `fit/<name>/*` record.
     """
-    train = _dataset(table, store, "train", data.image_size, augmentation)
+    train = _dataset(
+        table, store, "train", data.image_size, augmentation, data.intensity_augmentation
+    )
     val = _dataset(table, store, "val", data.image_size, "none")
     run = mlflow.active_run()
     result = fit(
@@ -220,6 +243,7 @@ def _fit(
             "imbalance": data.imbalance,
             "image_size": data.image_size,
             "augmentation": augmentation,
+            "intensity_augmentation": data.intensity_augmentation,
             **identity,
         },
         tracking_run_id=None if run is None else run.info.run_id,
@@ -248,8 +272,7 @@ def train_teacher(
         pretrained=teacher.pretrained,
         checkpoint=teacher.checkpoint,
     )
-    labels = table.loc[table["split"] == "train", "label"].to_numpy()
-    sample_weights, loss_weights = _imbalance(labels, len(classes), data)
+    sample_weights, loss_weights = _imbalance(table, len(classes), data)
     task = ClassificationTask(loss_weights)
     return _fit(
         "teacher",
@@ -285,7 +308,7 @@ def train_student(
     torch.manual_seed(student.training.seed)  # the student's initial weights
     model = create_student(student.size, len(classes), data.image_size)
     labels = table.loc[table["split"] == "train", "label"].to_numpy()
-    sample_weights, loss_weights = _imbalance(labels, len(classes), data)
+    sample_weights, loss_weights = _imbalance(table, len(classes), data)
     loss = DistillationLoss(
         student.loss.kind,
         tau=student.loss.tau,
@@ -332,7 +355,7 @@ def predict_slices(
             config,
         )
         frames.append(
-            rows[[*SLICE_KEY, "tumor"]].assign(
+            rows[[*SLICE_KEY, "tumor", "source"]].assign(
                 score=tumour_score(outputs["probabilities"]).astype(float)
             )
         )

@@ -43,12 +43,17 @@ def _template(model: str) -> Pipeline:
                     "thresholds",
                     "params:evaluation",
                 ],
-                ["ptp_patients", "ptp_metric_table", "slice_metric_table"],
+                [
+                    "ptp_patients",
+                    "ptp_metric_table",
+                    "slice_metric_table",
+                    "by_source_metric_table",
+                ],
                 name="evaluate",
             ),
             node(
                 _for_model(nodes.mlflow_metrics, model),
-                ["ptp_metric_table", "slice_metric_table"],
+                ["ptp_metric_table", "slice_metric_table", "by_source_metric_table"],
                 "evaluation_metrics",
                 name="name_metrics",
             ),
@@ -64,6 +69,10 @@ def _template(model: str) -> Pipeline:
                 [
                     "ptp_patients",
                     "ptp_metric_table",
+                    "slice_metric_table",
+                    "by_source_metric_table",
+                    "shortcut_audit",
+                    "test_predictions",
                     "thresholds",
                     "evaluation_params",
                     "params:evaluation",
@@ -83,11 +92,12 @@ def _template(model: str) -> Pipeline:
 
 
 def evaluation_pipeline(model: str) -> Pipeline:
-    """The template for one model: `splits` and `params:evaluation` are shared by all models."""
+    """The template for one model: `splits`, `shortcut_audit` (data preparation's) and
+    `params:evaluation` are shared by all models."""
     return Pipeline(
         _template(model),
         namespace=model,
-        inputs={"splits"},
+        inputs={"splits", "shortcut_audit"},
         parameters={"params:evaluation"},
         tags="evaluation",
     )
