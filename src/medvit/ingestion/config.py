@@ -71,6 +71,9 @@ class ImageFolderSource(_Strict):
     group_column: str | None = None
     tumor_type_column: str | None = None
     unit: Literal["patient", "image"] = "patient"
+    # mm per source pixel, square pixels: image files carry no spacing, so millimetre metrics
+    # (HD95, surface Dice, volumes) are reported as unavailable unless the source states it.
+    pixel_spacing_mm: Annotated[float, Field(gt=0)] | None = None
 
     @model_validator(mode="after")
     def _patient_disjoint_unit(self) -> Self:

@@ -68,11 +68,14 @@ class UnitResult:
         image: np.ndarray,
         boxes: list[list[float]],
         mask: np.ndarray | None,
+        spacing: tuple[float, float] | None = None,
     ) -> None:
         """Letterbox one source image (float in [0,1] or uint8) with its boxes and mask.
 
         The caller has already validated boxes and mask against the source image size; boxes
-        that run past the edge are clipped to it here and counted (`clipped_boxes`).
+        that run past the edge are clipped to it here and counted (`clipped_boxes`). `spacing`
+        is the source pixels' (row, column) size in mm; the record keeps the stored pixels' size
+        (`pixel_spacing_mm`), which is what millimetre metrics on stored masks need.
         """
         rows, cols = image.shape
         box = Letterbox(rows, cols, self.size)
@@ -89,6 +92,7 @@ class UnitResult:
                 "rows": rows,
                 "cols": cols,
                 "boxes": stored_boxes,
+                "pixel_spacing_mm": box.spacing(spacing),
                 "mask_slot": mask_slot,
                 "clipped_boxes": sum(box_clipped(b, rows, cols) for b in boxes),
                 "tumor": int(record.get("tumor") or bool(boxes) or mask_slot is not None),
