@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score, roc_curve
 
-__all__ = ["confusion_matrix_figure", "roc_figure", "score_strip_figure"]
+__all__ = ["confusion_matrix_figure", "contour_figure", "roc_figure", "score_strip_figure"]
 
 CLASS_NAMES = ("Normal", "Tumour")
 CLASS_COLOURS = ("tab:blue", "tab:red")
@@ -100,4 +100,40 @@ def score_strip_figure(
     axes.set_ylabel(f"{unit.capitalize()} score")
     axes.set_title(_title(subject, f"{unit.capitalize()} scores"))
     axes.legend(loc="best", fontsize="small")
+    return figure
+
+
+# Contours drawn per prompt source on the segmentation figure; truth is drawn in green.
+PROMPT_STYLES = {"oracle": ("tab:blue", "--"), "detector": ("tab:red", "-")}
+
+
+def contour_figure(
+    panels: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], str]], subject: str = ""
+) -> Figure:
+    """One panel per slice: the image with the true contour and each prompt source's predicted
+    contour, so a reader sees where a Dice number comes from. `panels`: (image, true mask,
+    {prompt: predicted mask}, caption)."""
+    columns = min(max(len(panels), 1), 3)
+    rows = max(1, -(-len(panels) // columns))
+    figure = Figure(figsize=(3.0 * columns, 3.0 * rows + 0.6), layout="constrained")
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for axes in grid.ravel():
+        axes.set_axis_off()
+    for axes, (image, truth, predicted, caption) in zip(grid.ravel(), panels, strict=False):
+        axes.imshow(image, cmap="gray")
+        if truth.any():
+            axes.contour(truth, levels=[0.5], colors="tab:green", linewidths=1.2)
+        for prompt, mask in predicted.items():
+            colour, style = PROMPT_STYLES.get(prompt, ("tab:orange", ":"))
+            if mask.any():
+                axes.contour(mask, levels=[0.5], colors=colour, linestyles=style, linewidths=1.0)
+        axes.set_title(caption, fontsize="small")
+    lines = {"--": "dashed", "-": "solid", ":": "dotted"}
+    legend = "green: truth; " + "; ".join(
+        f"{colour.removeprefix('tab:')} {lines[style]}: from {prompt} boxes"
+        for prompt, (colour, style) in PROMPT_STYLES.items()
+    )
+    figure.suptitle(_title(subject, legend), fontsize="small")
+    if not panels:
+        grid[0, 0].text(0.5, 0.5, "no tumour slice to show", ha="center", va="center")
     return figure

@@ -43,6 +43,8 @@ _WINDOW_CENTER, _WINDOW_WIDTH = Tag("WindowCenter"), Tag("WindowWidth")
 _VOI_FUNCTION, _VOI_LUT = Tag("VOILUTFunction"), Tag("VOILUTSequence")
 _PHOTOMETRIC = Tag("PhotometricInterpretation")
 _BURNED_IN = Tag("BurnedInAnnotation")
+_PIXEL_SPACING, _SLICE_THICKNESS = Tag("PixelSpacing"), Tag("SliceThickness")
+_SPACING_BETWEEN_SLICES = Tag("SpacingBetweenSlices")
 
 
 class DicomProblem(Exception):
@@ -65,6 +67,8 @@ class DicomFrames:
     positions: list[float | None]
     frames: np.ndarray  # (n_frames, rows, cols) uint8, 0 = bottom and 255 = top of the window
     burned_in: bool  # BurnedInAnnotation YES: identifying text may be part of the pixels
+    pixel_spacing: tuple[float, float] | None = None  # (row, column) mm of the source pixels
+    slice_spacing: float | None = None  # SpacingBetweenSlices, else SliceThickness (mm)
 
 
 def read_dicom(path: Path) -> Dataset:
@@ -240,11 +244,36 @@ def _positions(ds: Dataset, n_frames: int) -> list[float | None]:
     return [_along(normal, position)]
 
 
+def _pixel_measures(ds: Dataset) -> Dataset:
+    """Where an enhanced (multi-frame) object keeps PixelSpacing and SliceThickness: the shared
+    functional groups' Pixel Measures; a classic object keeps them at the top level."""
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared and "PixelMeasuresSequence" in shared[0] and _PIXEL_SPACING not in ds:
+        return shared[0].PixelMeasuresSequence[0]
+    return ds
+
+
+def _spacing(ds: Dataset) -> tuple[tuple[float, float] | None, float | None]:
+    """(row, column) pixel spacing and slice spacing in mm; None where absent or not positive.
+
+    Spacing between slices is what a volume needs; SliceThickness stands in where a file gives
+    only that (contiguous slices). Ingestion prefers the spacing of positions along the normal.
+    """
+    measures = _pixel_measures(ds)
+    pixel = numbers(measures, _PIXEL_SPACING)
+    between = numbers(ds, _SPACING_BETWEEN_SLICES) or numbers(measures, _SPACING_BETWEEN_SLICES)
+    thickness = between or numbers(measures, _SLICE_THICKNESS)
+    pixel_spacing = (pixel[0], pixel[1]) if len(pixel) == 2 and min(pixel) > 0 else None
+    slice_spacing = abs(thickness[0]) if thickness and thickness[0] != 0 else None
+    return pixel_spacing, slice_spacing
+
+
 def decode_dicom(path: Path, window: str = "auto") -> DicomFrames:
     """Read, rescale (modality LUT), window, for MONOCHROME1 invert, and cast one file to 8 bits."""
     ds = read_dicom(path)
     raw = _decode(ds)
     instance = text(ds, _INSTANCE_NUMBER)
+    pixel_spacing, slice_spacing = _spacing(ds)
     return DicomFrames(
         patient_id=str(ds.PatientID).strip(),
         study_uid=text(ds, _STUDY_UID) or "",
@@ -254,4 +283,6 @@ def decode_dicom(path: Path, window: str = "auto") -> DicomFrames:
         positions=_positions(ds, raw.shape[0]),
         frames=_to_8bit(ds, raw, window),
         burned_in=(text(ds, _BURNED_IN) or "").upper() == "YES",
+        pixel_spacing=pixel_spacing,
+        slice_spacing=slice_spacing,
     )

@@ -107,6 +107,20 @@ class Letterbox:
         out[y0 : y0 + scaled[1], x0 : x0 + scaled[0]] = resized
         return out
 
+    def spacing(self, spacing: tuple[float, float] | None) -> list[float] | None:
+        """(row, column) mm of a stored pixel from those of a source pixel.
+
+        Per axis from the rounded scaled size, which is what the resize produced.
+        """
+        if spacing is None:
+            return None
+        scaled_rows = round(self.rows * self.scale)
+        scaled_cols = round(self.cols * self.scale)
+        return [
+            round(spacing[0] * self.rows / scaled_rows, 6),
+            round(spacing[1] * self.cols / scaled_cols, 6),
+        ]
+
     def boxes(self, boxes: list[list[float]]) -> list[list[float]]:
         """Map [x1, y1, x2, y2] boxes from source pixels to stored pixels."""
         x0, y0 = self.offset

@@ -75,6 +75,9 @@ class ImageFolderSource(_Strict):
     # rules), default its name: folders of one archive (Br35H ships its tumour and no-tumour
     # images apart) share one, so that the archive's tumours are compared with its normals.
     archive: str | None = None
+    # mm per source pixel, square pixels: image files carry no spacing, so millimetre metrics
+    # (HD95, surface Dice, volumes) are reported as unavailable unless the source states it.
+    pixel_spacing_mm: Annotated[float, Field(gt=0)] | None = None
 
     @model_validator(mode="after")
     def _patient_disjoint_unit(self) -> Self:

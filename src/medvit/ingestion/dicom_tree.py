@@ -132,6 +132,7 @@ def process(
             "series_id": pseudo("series", dicom.series_uid),
             "instance_number": dicom.instance_number,
             "patient_tumor": None if truth.patients is None else truth.patients[dicom.patient_id],
+            "slice_thickness_mm": dicom.slice_spacing,
         }
         for frame, (pixels, position) in enumerate(zip(dicom.frames, dicom.positions, strict=True)):
             result.add_slice(
@@ -144,6 +145,7 @@ def process(
                 pixels,
                 boxes,
                 mask,
+                dicom.pixel_spacing,
             )
     return result
 

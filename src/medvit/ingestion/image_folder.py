@@ -164,10 +164,12 @@ def _slice(
             "tumor": _tumor(source, row),
             "group": group,
             "tumor_type": row.get(source.tumor_type_column) if source.tumor_type_column else None,
+            "slice_thickness_mm": None,
         },
         image,
         boxes,
         mask,
+        None if source.pixel_spacing_mm is None else (source.pixel_spacing_mm,) * 2,
     )
 
 

@@ -29,7 +29,22 @@ def paths(_: NiftiSource, unit: list[dict[str, Any]]) -> list[str]:
     return [str(row["image"]) for row in unit]
 
 
-def _volume(path: str) -> np.ndarray:
+# NIfTI's spatial units code; "unknown" is read as millimetres, the format's convention.
+_MM_PER_UNIT = {"mm": 1.0, "unknown": 1.0, "meter": 1000.0, "micron": 0.001}
+
+
+def _zooms_mm(image: nib.Nifti1Image) -> tuple[float, float, float] | None:
+    """Voxel size along the canonical (x, y, z) axes in mm; None where the header's units are
+    not spatial or a size is not positive."""
+    unit = image.header.get_xyzt_units()[0]
+    zooms = [float(zoom) * _MM_PER_UNIT.get(unit, np.nan) for zoom in image.header.get_zooms()[:3]]
+    if len(zooms) != 3 or not all(np.isfinite(zooms)) or min(zooms) <= 0:
+        return None
+    return zooms[0], zooms[1], zooms[2]
+
+
+def _volume(path: str) -> tuple[np.ndarray, tuple[float, float, float] | None]:
+    """The canonical volume and its voxel size in mm (None where unknown)."""
     try:
         image = nib.as_closest_canonical(nib.load(path))
         data = np.asarray(image.dataobj, dtype=np.float32)
@@ -42,7 +57,7 @@ def _volume(path: str) -> np.ndarray:
         data = data[..., 0]
     if data.ndim != 3:
         raise Rejected("unsupported", f"{data.ndim}-D image; only 3-D volumes are supported")
-    return data
+    return data, _zooms_mm(image)
 
 
 def _axial(volume: np.ndarray, z: int) -> np.ndarray:
@@ -56,13 +71,13 @@ def _ingest_volume(
     image_path = source.root / str(row["image"])
     if not image_path.is_file():
         raise Rejected("missing_image", "manifest names a volume that does not exist")
-    volume = _volume(str(image_path))
+    volume, zooms = _volume(str(image_path))
     mask = None
     if row.get("mask"):
         mask_path = source.root / str(row["mask"])
         if not mask_path.is_file():
             raise Rejected("missing_mask", "its mask volume does not exist")
-        mask = _volume(str(mask_path))
+        mask, _ = _volume(str(mask_path))
         if mask.shape != volume.shape:
             raise Rejected(
                 "bad_annotation", f"mask shape {mask.shape} != image shape {volume.shape}"
@@ -77,7 +92,10 @@ def _ingest_volume(
         "series_id": pseudo("series", f"{raw_patient}/{row['image']}"),
         "instance_number": None,
         "patient_tumor": int(float(row["tumor"])) if row.get("tumor") is not None else None,
+        "slice_thickness_mm": None if zooms is None else zooms[2],
     }
+    # An axial slice shows y down the rows and x across the columns (`_axial`).
+    spacing = None if zooms is None else (zooms[1], zooms[0])
     for z in range(volume.shape[2]):
         mask_slice = _axial(mask, z) if mask is not None else None
         has_tumor = mask_slice is not None and bool(mask_slice.any())
@@ -85,12 +103,15 @@ def _ingest_volume(
             {
                 **record,
                 "frame": z,
-                "position": float(z),
+                # in mm where the header gives the size (the table measures slice steps from
+                # positions); without it the frame number orders the slices
+                "position": None if zooms is None else z * zooms[2],
                 "instance_id": pseudo("instance", f"{row['image']}/{z}"),
             },
             _axial(windowed, z),
             mask_boxes(mask_slice) if has_tumor else [],
             mask_slice if has_tumor else None,
+            spacing,
         )
 
 

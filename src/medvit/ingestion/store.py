@@ -94,6 +94,8 @@ RECORD_COLUMNS = [
     "patient_tumor",
     "group",
     "tumor_type",
+    "pixel_spacing_mm",  # [row, column] mm of a stored pixel, or null where the source has none
+    "slice_thickness_mm",  # the source's spacing between slices (or thickness), or null
     "image_ref",
     "mask_ref",
 ]
@@ -135,6 +137,7 @@ def _write_files(folder: Path, results: Iterable[UnitResult]) -> None:
     frame["mask_ref"] = frame["mask_ref"].astype("Int64")
     for column in ("patient_tumor", "instance_number"):
         frame[column] = frame[column].astype("Int64")
+    frame["slice_thickness_mm"] = frame["slice_thickness_mm"].astype(float)
     frame.to_parquet(folder / "records.parquet", index=False)
     pd.DataFrame(quarantine, columns=["file_id", "kind", "reason"]).to_parquet(
         folder / "quarantine.parquet", index=False

@@ -23,6 +23,8 @@ SLICE_COLUMNS = [
     "instance_id",
     "group",
     "tumor_type",
+    "pixel_spacing_mm",
+    "slice_thickness_mm",
 ]
 
 
@@ -50,6 +52,29 @@ def _order(records: pd.DataFrame) -> pd.Series:
     return keyed.groupby("series_id")["_key"].rank(method="first").astype(int) - 1
 
 
+def _slice_spacing(records: pd.DataFrame) -> pd.Series:
+    """Spacing between slices in mm: the median step between the positions of a series where
+    every slice has one, else what the files state (SpacingBetweenSlices or SliceThickness).
+
+    Positions win because thickness is not spacing: gapped or overlapping acquisitions differ.
+    """
+    stated = records["slice_thickness_mm"].astype(float)
+
+    def measured(positions: pd.Series) -> float:
+        steps = np.diff(np.sort(positions.to_numpy(dtype=float)))
+        steps = steps[steps > 1e-6]
+        return round(float(np.median(steps)), 6) if steps.size else np.nan
+
+    complete = records.groupby("series_id")["position"].transform(lambda p: p.notna().all())
+    rows = records[complete.astype(bool)]
+    steps = (
+        rows.groupby("series_id")["position"].apply(measured)
+        if len(rows)
+        else pd.Series(dtype=float)
+    )
+    return records["series_id"].map(steps).astype(float).fillna(stated)
+
+
 def build_slice_table(
     records: pd.DataFrame, quarantine: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -67,6 +92,8 @@ def build_slice_table(
     )
     kept = records[~mixed].copy()
     kept["slice_index"] = _order(kept) if len(kept) else pd.Series(dtype=int)
+    if len(kept):
+        kept["slice_thickness_mm"] = _slice_spacing(kept)
     derived = kept.groupby("patient_id")["tumor"].transform("max")
     kept["patient_tumor"] = kept["patient_tumor"].fillna(derived).astype(int)
     table = (

@@ -79,6 +79,7 @@ class UnitResult:
         image: np.ndarray,
         boxes: list[list[float]],
         mask: np.ndarray | None,
+        spacing: tuple[float, float] | None = None,
     ) -> None:
         """Preprocess and letterbox one source image (float in [0,1] or uint8), its boxes and mask.
 
@@ -86,6 +87,9 @@ class UnitResult:
         that run past the edge are clipped to it here and counted (`clipped_boxes`), and so are
         boxes the foreground crop cuts (`cropped_boxes`). The crop never widens to keep a box:
         a crop that depended on the annotation would tell tumour slices apart by their geometry.
+        `spacing` is the source pixels' (row, column) size in mm; the record keeps the stored
+        pixels' size (`pixel_spacing_mm`, after crop and resize), which is what millimetre metrics
+        on stored masks need.
         """
         rows, cols = image.shape
         clipped = [clip_box(b, rows, cols) for b in boxes]
@@ -103,6 +107,7 @@ class UnitResult:
                 "rows": rows,
                 "cols": cols,
                 "boxes": box.boxes(clipped),
+                "pixel_spacing_mm": box.spacing(spacing),
                 "mask_slot": mask_slot,
                 "clipped_boxes": sum(box_clipped(b, rows, cols) for b in boxes),
                 "cropped_boxes": cropped,

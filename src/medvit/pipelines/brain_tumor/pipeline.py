@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Pipeline
 
-from medvit.pipelines import data_preparation, detection, distillation
+from medvit.pipelines import data_preparation, detection, distillation, segmentation
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -10,4 +10,5 @@ def create_pipeline(**kwargs) -> Pipeline:
         data_preparation.create_pipeline()
         + detection.create_pipeline()
         + distillation.create_pipeline()
+        + segmentation.create_pipeline()  # after detection: it is prompted by the detector's boxes
     )
