@@ -43,6 +43,9 @@ _WINDOW_CENTER, _WINDOW_WIDTH = Tag("WindowCenter"), Tag("WindowWidth")
 _VOI_FUNCTION, _VOI_LUT = Tag("VOILUTFunction"), Tag("VOILUTSequence")
 _PHOTOMETRIC = Tag("PhotometricInterpretation")
 _BURNED_IN = Tag("BurnedInAnnotation")
+_MODALITY, _VIEW = Tag("Modality"), Tag("ViewPosition")
+# Projection radiography: each image is its own view of the patient, not a slice of a volume.
+PROJECTION_MODALITIES = frozenset({"CR", "DX", "MG"})
 
 
 class DicomProblem(Exception):
@@ -65,6 +68,12 @@ class DicomFrames:
     positions: list[float | None]
     frames: np.ndarray  # (n_frames, rows, cols) uint8, 0 = bottom and 255 = top of the window
     burned_in: bool  # BurnedInAnnotation YES: identifying text may be part of the pixels
+    modality: str
+    view: str | None  # ViewPosition (PA, AP, LL...) of a radiograph
+
+    @property
+    def projection(self) -> bool:
+        return self.modality in PROJECTION_MODALITIES
 
 
 def read_dicom(path: Path) -> Dataset:
@@ -254,4 +263,6 @@ def decode_dicom(path: Path, window: str = "auto") -> DicomFrames:
         positions=_positions(ds, raw.shape[0]),
         frames=_to_8bit(ds, raw, window),
         burned_in=(text(ds, _BURNED_IN) or "").upper() == "YES",
+        modality=(text(ds, _MODALITY) or "").upper(),
+        view=text(ds, _VIEW),
     )
