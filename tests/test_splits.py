@@ -10,10 +10,13 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from medvit.splits import (
+    FindingSplitParams,
     SplitError,
     SplitParams,
     check_disjoint,
     check_feasible,
+    finding_split_summary,
+    make_finding_splits,
     make_splits,
     slices_in,
     split_counts,
@@ -555,3 +558,70 @@ def test_source_rule_validation(fixed, message):
         params(fixed=fixed)
     with pytest.raises(ValidationError, match=r"drop fixed\.val and the val of fixed\.sources"):
         params(fixed={"sources": {"a": {"val": 0.2}}}, cross_validation={"n_folds": 3, "fold": 0})
+
+
+def multilabel_cohort(n: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Patients with a common, a rarer and a rare finding that co-occur at random."""
+    rng = np.random.default_rng(seed)
+    units = pd.DataFrame(
+        {
+            "patient_id": [f"P{i:04d}" for i in range(n)],
+            "finding_common": (rng.uniform(size=n) < 0.4).astype("int8"),
+            "finding_rarer": (rng.uniform(size=n) < 0.15).astype("int8"),
+            "finding_rare": (rng.uniform(size=n) < 0.05).astype("int8"),
+        }
+    )
+    return units.sample(frac=1.0, random_state=1, ignore_index=True)
+
+
+def test_finding_splits_are_patient_disjoint_sized_and_stratified():
+    units = multilabel_cohort()
+    splits = make_finding_splits(units, FindingSplitParams(val=0.15, test=40))
+    assert list(splits.columns) == ["patient_id", "split", "tumor", "cv_fold"]
+    assert splits["patient_id"].is_unique and set(splits["patient_id"]) == set(units.patient_id)
+    assert splits["split"].value_counts().to_dict() == {"train": 130, "test": 40, "val": 30}
+    joined = units.merge(splits, on="patient_id")
+    assert (joined["tumor"] == joined.filter(like="finding_").max(axis=1)).all()
+    positives = joined.groupby("split")[["finding_common", "finding_rarer", "finding_rare"]].sum()
+    totals = units[positives.columns].sum()
+    for split, share in (("test", 40 / 200), ("val", 30 / 200)):
+        for finding in positives.columns:
+            # within one patient of the proportional share, rare finding included
+            assert abs(positives.loc[split, finding] - share * totals[finding]) <= 1.5, (
+                split,
+                finding,
+            )
+
+
+def test_finding_splits_ignore_row_order_and_follow_the_seed():
+    units = multilabel_cohort()
+    first = make_finding_splits(units, FindingSplitParams())
+    shuffled = make_finding_splits(units.sample(frac=1.0, random_state=7), FindingSplitParams())
+    pd.testing.assert_frame_equal(first, shuffled)
+    other = make_finding_splits(units, FindingSplitParams(seed=1))
+    assert not first["split"].equals(other.set_index("patient_id").loc[first.patient_id].split)
+
+
+def test_finding_split_summary_names_findings_too_rare_to_measure():
+    units = multilabel_cohort(n=60)
+    splits = make_finding_splits(units, FindingSplitParams(val=0.2, test=0.2))
+    summary = finding_split_summary(units, splits, min_positive_patients=3)
+    assert set(summary["split"]) == {"train", "val", "test"}
+    rare = summary[(summary["finding"] == "finding_rare") & (summary["split"] != "train")]
+    assert rare["status"].str.startswith("too few positive patients").all()
+    common = summary[summary["finding"] == "finding_common"]
+    assert (common["status"] == "ok").all()
+    assert (common["positive_patients"] + common["negative_patients"] == common["patients"]).all()
+    assert common["positive_patients"].sum() == units["finding_common"].sum()
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        ({"val": 0.5, "test": 100}, "leave none of 200 to train"),
+        ({"val": 0.001}, "val would get no patient"),
+    ],
+)
+def test_impossible_finding_split_requests_fail_clearly(request_, message):
+    with pytest.raises(SplitError, match=message):
+        make_finding_splits(multilabel_cohort(), FindingSplitParams(**request_))

@@ -49,6 +49,11 @@ Policy (the reference for analysts; every step is deterministic given `seed`):
    sorted by patient_id before any draw, and draws happen in a fixed order (test, val, train
    subsampling, folds).
 
+Multi-label cohorts (chest X-rays) are split by `make_finding_splits` instead: no ratio, val and
+test as fractions or counts of patients, stratified by each patient's rarest positive finding (see
+its docstring), and `finding_split_summary` names the findings too rare in val or test to be
+measured there.
+
 Splits belong to one slice table. The pipeline writes the table's content hash on every row of
 the splits (`slice_table_fingerprint`, a column so that any reader keeps it), and `slices_in`,
 which every model stage joins the two tables with, refuses splits drawn from another slice table
@@ -66,6 +71,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 from medvit.identity import table_digest
+from medvit.ingestion.findings import finding_columns
 
 SPLITS = ("train", "val", "test", "unused")
 FINGERPRINT = "slice_table_fingerprint"
@@ -604,3 +610,132 @@ def _scale(count: int, numerator: int, denominator: int) -> int:
 
 def _round_half_up(value: float) -> int:
     return int(np.floor(value + 0.5))
+
+
+class FindingSplitParams(BaseModel):
+    """Patient-disjoint splits of a multi-label (chest X-ray) cohort, stratified by finding.
+
+    `val` and `test` are a fraction of all patients (0.15) or a count of patients (40).
+    `min_positive_patients`: a finding with fewer positive patients in val or test is flagged in
+    the split summary (its metrics there would be noise), never silently dropped.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = 42
+    val: Fraction | PositiveInt = 0.15
+    test: Fraction | PositiveInt = 0.15
+    min_positive_patients: PositiveInt = 3
+
+
+def make_finding_splits(units: pd.DataFrame, params: FindingSplitParams) -> pd.DataFrame:
+    """Assign every patient to train, val or test, stratified by its rarest positive finding.
+
+    Policy: each patient's stratum is the finding, among its positive ones, with the fewest
+    positive patients in the cohort (ties by column order), or "none" when it has no finding.
+    Within the cohort, test then val get their share of every stratum (largest-remainder
+    rounding, so the totals are exact and ties are broken by the seeded generator), the patients
+    of each stratum drawn at random; train gets the rest. Rare findings are thus spread over the
+    splits in proportion, as far as whole patients allow (iterative stratification would balance
+    co-occurring findings more closely, at the cost of an order-dependent greedy pass). Same seed
+    and units, in any row order, give the same output. `units`: `patient_id` and one 0/1 column
+    per finding (`finding_*`), one row per patient; `tumor` in the output is "any finding".
+    """
+    findings = finding_columns(units)
+    if not findings:
+        raise SplitError(f"units have no finding_* column ({list(units.columns)})")
+    labels = _clean_units(units.assign(tumor=units[findings].max(axis=1)), None)
+    positives = units.set_index(units["patient_id"].astype(str))[findings].loc[labels.index]
+    n = len(labels)
+    sizes = {name: _patients_for(name, getattr(params, name), n) for name in ("test", "val")}
+    if sizes["test"] + sizes["val"] >= n:
+        raise SplitError(
+            f"test ({sizes['test']}) and val ({sizes['val']}) patients leave none of {n} to "
+            "train; lower splits.test / splits.val"
+        )
+    rng = np.random.default_rng(params.seed)
+    stratum = _rarest_finding(positives)
+    split = pd.Series("train", index=labels.index, dtype=object)
+    strata = stratum.value_counts().sort_index()
+    for name in ("test", "val"):
+        free = stratum[split == "train"]
+        capacity = free.value_counts().reindex(strata.index, fill_value=0)
+        quota = _largest_remainder(strata * sizes[name] / n, capacity, sizes[name], rng)
+        for group, count in quota.items():
+            members = np.sort(free.index[free == group].to_numpy())
+            split[rng.choice(members, size=count, replace=False)] = name
+    table = pd.DataFrame(
+        {
+            "patient_id": labels.index,
+            "split": split.to_numpy(),
+            "tumor": labels["tumor"].to_numpy(),
+            "cv_fold": pd.array([pd.NA] * n, dtype="Int64"),
+        }
+    )
+    return table.sort_values(["split", "patient_id"], ignore_index=True)
+
+
+def _patients_for(name: str, size: float | int, n: int) -> int:
+    count = size if isinstance(size, int) else _round_half_up(size * n)
+    if count < 1:
+        raise SplitError(
+            f"{name} would get no patient: fraction {size} of {n} rounds to 0; raise splits.{name}"
+        )
+    return count
+
+
+def _rarest_finding(positives: pd.DataFrame) -> pd.Series:
+    """Each patient's positive finding with the fewest positive patients, or "none"."""
+    counts = positives.sum()
+    order = sorted(positives.columns, key=lambda column: counts[column])  # stable: ties in order
+    stratum = pd.Series("none", index=positives.index, dtype=object)
+    for column in reversed(order):  # the rarest is written last and wins
+        stratum[positives[column] == 1] = column
+    return stratum
+
+
+def _largest_remainder(
+    ideal: pd.Series, capacity: pd.Series, total: int, rng: np.random.Generator
+) -> pd.Series:
+    """Whole patients per stratum summing to `total`, each within its capacity: the floors of
+    the ideal shares, then one more to the largest remainders (ties in random order)."""
+    quota = np.minimum(np.floor(ideal), capacity).astype(int)
+    remainder = (ideal - np.floor(ideal)).to_numpy()
+    order = np.lexsort((rng.permutation(len(ideal)), -remainder))
+    while quota.sum() < total:
+        open_ = [i for i in order if quota.iloc[i] < capacity.iloc[i]]
+        for i in open_[: total - quota.sum()]:
+            quota.iloc[i] += 1
+    return quota[quota > 0]
+
+
+def finding_split_summary(
+    units: pd.DataFrame, splits: pd.DataFrame, min_positive_patients: int
+) -> pd.DataFrame:
+    """Positive and negative patients per finding and split, with a status that names the
+    findings too rare in val or test to be measured there."""
+    findings = finding_columns(units)
+    joined = units.assign(patient_id=units["patient_id"].astype(str)).merge(
+        splits[["patient_id", "split"]].astype({"patient_id": str}), on="patient_id"
+    )
+    rows = []
+    for name in ("train", "val", "test"):
+        members = joined[joined["split"] == name]
+        for column in findings:
+            positive = int(members[column].sum())
+            status = "ok"
+            if name != "train" and positive < min_positive_patients:
+                status = f"too few positive patients ({positive} < {min_positive_patients})"
+            elif positive == 0:
+                status = "no positive patient"
+            rows.append(
+                {
+                    "finding": column,
+                    "split": name,
+                    "patients": len(members),
+                    "positive_patients": positive,
+                    "negative_patients": len(members) - positive,
+                    "status": status,
+                }
+            )
+    return pd.DataFrame(rows)

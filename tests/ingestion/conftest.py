@@ -27,7 +27,9 @@ def ingest(tmp_path: Path) -> Ingest:
         stream = stream_units(sources, params, "test-key")
         write_store(store_dir, stream)
         store = open_store(store_dir)
-        table, report = build_slice_table(store.records, store.quarantine)
+        table, report = build_slice_table(
+            store.records, store.quarantine, params.views, params.min_image_size
+        )
         return table, name_files(report, stream.lookup()), store
 
     return run

@@ -12,7 +12,11 @@ import pydicom
 import pytest
 from mlflow.tracking import MlflowClient
 
-from medvit.splits import SplitError, slice_table_fingerprint
+from medvit import pipeline_registry
+from medvit.imaging.chest_demo import CHEST_DEMO_FINDINGS
+from medvit.ingestion.findings import finding_column, finding_columns
+from medvit.pipelines.data_preparation.pipeline import data_preparation_pipeline
+from medvit.splits import SplitError, slice_table_fingerprint, slices_in
 
 SLICE_CONTRACT = [
     "patient_id",
@@ -197,3 +201,52 @@ def test_labels_known_only_from_the_pixels_are_checked_at_the_split(
     assert str(failure.value).startswith("test needs 9 normal patients at 9:1")
     assert str(failure.value).endswith("The cohort holds 12 tumour and 0 normal patients.")
     assert (project / "data/03_primary/slices.parquet").is_file()  # ingestion ran first
+
+
+# 24 patients at 64 px: the chest cohort's data preparation, namespaced, in seconds.
+CHEST_TINY = {
+    "chest": {
+        "demo_cohort": {"n_patients": 24, "size": 64, "seed": 3},
+        "ingestion": {"image_size": 64, "min_image_size": 32, "workers": 2},
+        "splits": {"val": 0.25, "test": 0.25, "min_positive_patients": 2},
+    }
+}
+
+
+def test_chest_cohort_is_prepared_by_namespace(project, run_kedro, latest_run, monkeypatch):
+    """The same pipeline, namespaced `chest` with multi-label findings: the chest demo as DICOM
+    DX, one row per radiograph with view and finding columns, finding-stratified splits with
+    their summary, and nothing of the brain cohort's datasets touched."""
+    chest = data_preparation_pipeline(namespace="chest", labels="findings")
+    monkeypatch.setattr(pipeline_registry, "register_pipelines", lambda: {"chest_data": chest})
+    run_kedro("chest_data", extra=CHEST_TINY, tiny=False)
+
+    slices = pd.read_parquet(project / "data/03_primary/chest/slices.parquet")
+    splits = pd.read_parquet(project / "data/05_model_input/chest/splits.parquet")
+    summary = pd.read_csv(project / "data/08_reporting/chest/split_summary.csv")
+    assert set(SLICE_CONTRACT) <= set(slices.columns)
+    findings = [finding_column(name) for name in CHEST_DEMO_FINDINGS]
+    assert finding_columns(slices) == findings
+    dicoms = list((project / "data/01_raw/chest_demo_cohort/dicom").rglob("*.dcm"))
+    assert len(slices) == len(dicoms) > 24 and slices["patient_id"].nunique() == 24
+    assert (slices["slice_index"] == 0).all() and slices["series_id"].is_unique
+    assert set(slices["view"]) == {"PA", "AP"}
+    assert (slices["tumor"] == slices[findings].max(axis=1)).all()
+    assert splits["split"].value_counts().to_dict() == {"train": 12, "val": 6, "test": 6}
+    assert set(splits["patient_id"]) == set(slices["patient_id"])
+    assert len(slices_in(slices, splits)) == len(slices)
+    assert set(summary["finding"]) == set(findings) and len(summary) == 3 * len(findings)
+    assert not (project / "data/03_primary/slices.parquet").exists()
+
+    run = latest_run()
+    assert run.data.metrics["ingest/slices"] == len(slices)
+    assert run.data.metrics["ingest/quarantined"] == 0
+    for finding in findings:
+        assert run.data.metrics[f"ingest/{finding}"] == slices[finding].sum()
+    test_positives = summary.set_index(["split", "finding"])["positive_patients"]
+    for finding in findings:
+        assert run.data.metrics[f"split/test/{finding}"] == test_positives["test", finding]
+    assert run.data.tags["patient_disjoint"] == "true"
+    identifiers = _raw_identifiers(project / "data/01_raw/chest_demo_cohort/dicom")
+    texts = _texts(project) | {"mlflow": repr([run.data.params, run.data.metrics])}
+    assert not [(name, v) for name, text in texts.items() for v in identifiers if v in text]

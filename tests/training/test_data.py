@@ -54,3 +54,14 @@ def test_unpadded_evaluation_shards_cover_every_sample_once():
 def test_class_weights_balance_the_classes():
     weights = class_weights([0, 0, 0, 1], 2)
     assert torch.allclose(weights * torch.tensor([3.0, 1.0]), torch.tensor([2.0, 2.0]))
+
+
+def test_a_batch_read_at_once_equals_samples_read_one_by_one(make_images):
+    images, labels = make_images(8)
+    dataset = SliceDataset(images, [5, 1, 6, 1], labels[[5, 1, 6, 1]], slice_transform(16, "weak"))
+    torch.manual_seed(3)
+    one_by_one = [dataset[i] for i in range(4)]
+    torch.manual_seed(3)
+    batch = dataset.__getitems__([0, 1, 2, 3])
+    for (image, label), (expected_image, expected_label) in zip(batch, one_by_one, strict=True):
+        assert torch.equal(image, expected_image) and torch.equal(label, expected_label)

@@ -206,3 +206,30 @@ def test_too_few_samples_for_a_batch_is_a_clear_error(data, make_cnn):
             val,
             CONFIG.model_copy(update={"batch_size": 500}),
         )
+
+
+class _RecordingTask(ClassificationTask):
+    """Records every step's loss as a Python float and logs it back as a tensor extra."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: list[tuple[float, int]] = []
+
+    def training_step(self, model, batch):
+        loss, extra = super().training_step(model, batch)
+        self.steps.append((loss.item(), len(batch[0])))
+        return loss, {**extra, "double": 2 * loss.detach()}
+
+
+def test_epoch_means_are_the_python_float_means_of_the_steps(data, make_cnn):
+    """Summed on the device without a sync per step, the epoch's mean stays exactly what
+    summing each step's float would give."""
+    train, _ = data
+    task = _RecordingTask()
+    result = fit(make_cnn(), task, train, None, CONFIG.model_copy(update={"epochs": 1}))
+    total = 0.0
+    for loss, size in task.steps:
+        total += loss * size
+    count = sum(size for _, size in task.steps)
+    assert result.history[0]["train_loss"] == total / count
+    assert result.history[0]["train_double"] == pytest.approx(2 * total / count)

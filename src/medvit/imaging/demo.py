@@ -230,8 +230,7 @@ def _patients(spec: DemoCohortSpec) -> list[_Patient]:
     patients = []
     for index in range(n):
         own = np.random.default_rng([spec.seed, index, 1])
-        token = "".join(own.choice(list("BCDFGHJKLMNPQRSTVWXZ"), size=7))
-        sex = str(own.choice(["F", "M"]))
+        name, sex = fake_person(own)
         baseline = dt.date(2016, 1, 1) + dt.timedelta(days=int(own.integers(0, 8 * 365)))
         birth = baseline - dt.timedelta(days=int(own.integers(20 * 365, 85 * 365)))
         n_visits = spec.studies if multi[index] else 1
@@ -250,7 +249,7 @@ def _patients(spec: DemoCohortSpec) -> list[_Patient]:
                 index=index,
                 tumor=bool(labels[index]),
                 patient_id=f"MRN{mrns[index]}",
-                name=f"Demo{token}^{'Anna' if sex == 'F' else 'Bruno'}{token[::-1].lower()}",
+                name=name,
                 sex=sex,
                 birth_date=birth.strftime("%Y%m%d"),
                 visits=visits,
@@ -280,7 +279,7 @@ def _write_patient(
         for number, contrast in enumerate(patient.contrasts, start=1):
             volume = _render(rng, head, spec, anatomy, contrast, blobs)
             sops = [
-                _uid(spec, "sop", patient.index, visit.number, number, k)
+                spec_uid(spec, "sop", patient.index, visit.number, number, k)
                 for k in range(spec.slices)
             ]
             folder = case / f"study_{visit.number + 1:02d}" / f"series_{number:02d}"
@@ -301,6 +300,13 @@ def _write_patient(
                 dataset.save_as(folder / f"IM{file_numbers[k]:04d}.dcm", enforce_file_format=True)
             boxes += _write_truth(cohort, sops, blobs)
     return boxes
+
+
+def fake_person(rng: np.random.Generator) -> tuple[str, str]:
+    """A distinctive fake name and a sex: privacy tests look for the name in every output."""
+    token = "".join(rng.choice(list("BCDFGHJKLMNPQRSTVWXZ"), size=7))
+    sex = str(rng.choice(["F", "M"]))
+    return f"Demo{token}^{'Anna' if sex == 'F' else 'Bruno'}{token[::-1].lower()}", sex
 
 
 def _sample_head(rng: np.random.Generator, spec: DemoCohortSpec) -> _Head:
@@ -538,7 +544,7 @@ def _bias_field(rng: np.random.Generator, head: _Head, size: int) -> np.ndarray:
     return np.exp(np.tensordot(coefficients, terms, axes=1))
 
 
-def _uid(spec: DemoCohortSpec, *parts: object) -> str:
+def spec_uid(spec: object, *parts: object) -> str:
     """UIDs derived from the spec: reproducible, yet different for every cohort the spec names.
 
     pydicom concatenates entropy sources, so the parts are joined with a separator to keep
@@ -559,20 +565,12 @@ def _slice_dataset(
 ) -> FileDataset:
     """One slice's tags; `number` is the series number within its study."""
     seconds = visit.seconds + 360 * (number - 1)  # each series takes about six minutes
-    study_time = _time_of_day(visit.seconds)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = sop
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds = FileDataset("", {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SpecificCharacterSet = "ISO_IR 100"
+    study_time = time_of_day(visit.seconds)
+    ds = file_dataset(MRImageStorage, sop)
     ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = sop
     ds.StudyDate = ds.SeriesDate = ds.ContentDate = visit.date
     ds.StudyTime = study_time
-    ds.SeriesTime = ds.ContentTime = _time_of_day(seconds)
+    ds.SeriesTime = ds.ContentTime = time_of_day(seconds)
     ds.AccessionNumber = visit.accession
     ds.Modality = "MR"
     ds.Manufacturer = "Medvit Synthetic"
@@ -595,8 +593,8 @@ def _slice_dataset(
     ds.EchoTrainLength = contrast.echo_train
     ds.MagneticFieldStrength = 1.5
     ds.PatientPosition = "HFS"
-    ds.StudyInstanceUID = _uid(spec, "study", patient.index, visit.number)
-    ds.SeriesInstanceUID = _uid(spec, "series", patient.index, visit.number, number)
+    ds.StudyInstanceUID = spec_uid(spec, "study", patient.index, visit.number)
+    ds.SeriesInstanceUID = spec_uid(spec, "series", patient.index, visit.number, number)
     ds.StudyID = visit.accession[-6:]
     ds.SeriesNumber = number
     ds.InstanceNumber = instance
@@ -604,7 +602,7 @@ def _slice_dataset(
     corner = round(-spacing * (spec.size - 1) / 2, 3)
     ds.ImagePositionPatient = [corner, corner, z]
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.FrameOfReferenceUID = _uid(spec, "frame", patient.index, visit.number)
+    ds.FrameOfReferenceUID = spec_uid(spec, "frame", patient.index, visit.number)
     ds.PositionReferenceIndicator = ""
     ds.SliceLocation = z
     ds.SamplesPerPixel = 1
@@ -622,7 +620,21 @@ def _slice_dataset(
     return ds
 
 
-def _time_of_day(seconds: int) -> str:
+def file_dataset(sop_class: str, sop: str) -> FileDataset:
+    """An empty DICOM file of one SOP class, uncompressed explicit VR little endian."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds = FileDataset("", {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop
+    return ds
+
+
+def time_of_day(seconds: int) -> str:
     return f"{seconds // 3600:02d}{seconds // 60 % 60:02d}{seconds % 60:02d}"
 
 

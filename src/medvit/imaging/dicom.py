@@ -45,6 +45,9 @@ _PHOTOMETRIC = Tag("PhotometricInterpretation")
 _BURNED_IN = Tag("BurnedInAnnotation")
 _PIXEL_SPACING, _SLICE_THICKNESS = Tag("PixelSpacing"), Tag("SliceThickness")
 _SPACING_BETWEEN_SLICES = Tag("SpacingBetweenSlices")
+_MODALITY, _VIEW = Tag("Modality"), Tag("ViewPosition")
+# Projection radiography: each image is its own view of the patient, not a slice of a volume.
+PROJECTION_MODALITIES = frozenset({"CR", "DX", "MG"})
 
 
 class DicomProblem(Exception):
@@ -67,8 +70,14 @@ class DicomFrames:
     positions: list[float | None]
     frames: np.ndarray  # (n_frames, rows, cols) uint8, 0 = bottom and 255 = top of the window
     burned_in: bool  # BurnedInAnnotation YES: identifying text may be part of the pixels
+    modality: str
+    view: str | None  # ViewPosition (PA, AP, LL...) of a radiograph
     pixel_spacing: tuple[float, float] | None = None  # (row, column) mm of the source pixels
     slice_spacing: float | None = None  # SpacingBetweenSlices, else SliceThickness (mm)
+
+    @property
+    def projection(self) -> bool:
+        return self.modality in PROJECTION_MODALITIES
 
 
 def read_dicom(path: Path) -> Dataset:
@@ -285,4 +294,6 @@ def decode_dicom(path: Path, window: str = "auto") -> DicomFrames:
         burned_in=(text(ds, _BURNED_IN) or "").upper() == "YES",
         pixel_spacing=pixel_spacing,
         slice_spacing=slice_spacing,
+        modality=(text(ds, _MODALITY) or "").upper(),
+        view=text(ds, _VIEW),
     )

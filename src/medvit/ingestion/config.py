@@ -12,6 +12,8 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from medvit.ingestion.findings import Vocabulary
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -29,6 +31,9 @@ class DicomSource(_Strict):
     `patients_csv`: columns `patient_id` (raw PatientID), `tumor` (0/1).
     `boxes_csv`: columns `sop_instance_uid, x1, y1, x2, y2` in pixels of the DICOM image.
     `masks_dir`: `<SOPInstanceUID>.png`, non-zero = tumour, same size as the image.
+    `findings_csv`: columns `sop_instance_uid, findings` (`A|B` strings, `No Finding` = none),
+    one row per radiograph: the multi-label truth of projection images (DX/CR). An image it does
+    not list is quarantined as unlabelled.
     `allow_burned_in`: use slices marked `BurnedInAnnotation: YES` (text such as a name may be
     in the pixels), quarantined otherwise; set it only once their pixels have been checked.
     """
@@ -39,12 +44,14 @@ class DicomSource(_Strict):
     patients_csv: OptionalLocation = None
     boxes_csv: OptionalLocation = None
     masks_dir: OptionalLocation = None
+    findings_csv: OptionalLocation = None
     window: Literal["auto", "tags", "percentile"] = "auto"
     allow_burned_in: bool = False
 
 
 class DemoSource(_Strict):
-    """The generated demo cohort; its paths come from the `demo_cohort` dataset."""
+    """The generated demo cohort (brain MRI or chest X-ray, whichever the pipeline's
+    `demo_cohort` dataset holds); its paths come from that dataset."""
 
     type: Literal["demo"] = "demo"
     name: str = "demo"
@@ -57,6 +64,11 @@ class ImageFolderSource(_Strict):
     (e.g. the figshare authors' `fold`). With neither, slices of one patient could land in both
     train and test, so the source is refused unless it says `unit: image`: then each image is its
     own unit, a warning is logged and the run is tagged `patient_disjoint=false`.
+
+    Radiographs: `view_column` names the view (PA/AP/LL); findings come either from
+    `findings_column` (NIH's `A|B` strings) or, with `findings_as_columns`, from one 0/1 column
+    per configured finding, named as the finding. Either way `tumor` becomes "any finding", so
+    chest manifests set `label_column` and `tumor_column` to null.
     """
 
     type: Literal["image_folder"] = "image_folder"
@@ -70,6 +82,9 @@ class ImageFolderSource(_Strict):
     patient_column: str | None = None
     group_column: str | None = None
     tumor_type_column: str | None = None
+    view_column: str | None = None
+    findings_column: str | None = None
+    findings_as_columns: bool = False
     unit: Literal["patient", "image"] = "patient"
     # The `source` its slices are reported under (shortcut audit, within-source metrics, split
     # rules), default its name: folders of one archive (Br35H ships its tumour and no-tumour
@@ -78,6 +93,30 @@ class ImageFolderSource(_Strict):
     # mm per source pixel, square pixels: image files carry no spacing, so millimetre metrics
     # (HD95, surface Dice, volumes) are reported as unavailable unless the source states it.
     pixel_spacing_mm: Annotated[float, Field(gt=0)] | None = None
+
+    @property
+    def has_findings(self) -> bool:
+        return self.findings_column is not None or self.findings_as_columns
+
+    @property
+    def radiographs(self) -> bool:
+        """Images with a view or findings are radiographs: each is a study and a one-slice
+        series of its own, while the slices of an MRI folder share their patient's series."""
+        return self.has_findings or self.view_column is not None
+
+    @model_validator(mode="after")
+    def _one_finding_format(self) -> Self:
+        if self.findings_column is not None and self.findings_as_columns:
+            raise ValueError(
+                f"image_folder source {self.name!r} sets both findings_column and "
+                "findings_as_columns; findings come from one or the other"
+            )
+        if self.has_findings and self.tumor_column is not None:
+            raise ValueError(
+                f"image_folder source {self.name!r} has findings, which define `tumor` (any "
+                "finding); set tumor_column: null"
+            )
+        return self
 
     @model_validator(mode="after")
     def _patient_disjoint_unit(self) -> Self:
@@ -146,6 +185,16 @@ class IngestionParams(_Strict):
     workers: int | Literal["auto"] = "auto"
     chunk_size: int = Field(32, ge=1)
     max_bad_fraction: float = Field(0.1, ge=0.0, le=1.0)
+    # Radiographs: the multi-label vocabulary (slice table columns `finding_<snake_case name>`),
+    # the manifest spellings of "no finding" and of "not labelled" (rows quarantined).
+    findings: list[str] = []
+    no_finding: list[str] = ["No Finding"]
+    unlabelled: list[str] = []
+    # Views kept (others quarantined, e.g. a lateral LL where frontal is wanted); images without
+    # a view (MR, CT, NIfTI) are not affected. null keeps every view.
+    views: list[str] | None = ["PA", "AP"]
+    # Shorter side, in source pixels, below which an image is quarantined as too small.
+    min_image_size: int = Field(1, ge=1)
     # The quarantine report names files (identifying): local only unless asked for.
     log_quarantine_report: bool = False
 
@@ -157,6 +206,25 @@ class IngestionParams(_Strict):
         if duplicated:
             raise ValueError(f"source names must be unique, repeated: {duplicated}")
         return sources
+
+    def vocabulary(self) -> Vocabulary:
+        return Vocabulary(tuple(self.findings), tuple(self.no_finding), tuple(self.unlabelled))
+
+    @model_validator(mode="after")
+    def _findings_configured(self) -> Self:
+        self.vocabulary()  # distinct names
+        needing = [
+            source.name
+            for source in self.sources
+            if (isinstance(source, ImageFolderSource) and source.has_findings)
+            or (isinstance(source, DicomSource) and source.findings_csv is not None)
+        ]
+        if needing and not self.findings:
+            raise ValueError(
+                f"source(s) {needing} carry findings but ingestion.findings lists none; list "
+                "the findings to keep (e.g. NIH's Atelectasis, Cardiomegaly, ...)"
+            )
+        return self
 
     @property
     def uses_demo(self) -> bool:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from medvit.imaging.dicom import DicomProblem, decode_dicom
 from medvit.ingestion.config import DicomSource
+from medvit.ingestion.findings import UnknownFinding, Vocabulary, any_finding, view_name
 from medvit.ingestion.pseudonym import Pseudonymiser
 from medvit.ingestion.units import Quarantined, UnitResult, check_annotations
 
@@ -31,6 +32,8 @@ class DicomTruth:
 
     patients: dict[str, int] | None
     boxes: dict[str, list[list[float]]]
+    # by SOPInstanceUID, from findings_csv; None for an image marked unlabelled
+    findings: dict[str, dict[str, int] | None] | None = None
 
 
 def read_csv(path: Path, required: list[str]) -> pd.DataFrame:
@@ -43,7 +46,8 @@ def read_csv(path: Path, required: list[str]) -> pd.DataFrame:
     return frame
 
 
-def load_truth(source: DicomSource) -> DicomTruth:
+def load_truth(source: DicomSource, vocabulary: Vocabulary | None = None) -> DicomTruth:
+    """Ground truth from the source's CSVs; findings only with the vocabulary to read them."""
     patients = None
     if source.patients_csv is not None:
         frame = read_csv(source.patients_csv, ["patient_id", "tumor"])
@@ -54,7 +58,21 @@ def load_truth(source: DicomSource) -> DicomTruth:
         coords = frame[["x1", "y1", "x2", "y2"]].astype(float).to_numpy().tolist()
         for sop, box in zip(frame.sop_instance_uid.str.strip(), coords, strict=True):
             boxes.setdefault(sop, []).append(box)
-    return DicomTruth(patients, boxes)
+    findings = None
+    if source.findings_csv is not None and vocabulary is not None:
+        frame = read_csv(source.findings_csv, ["sop_instance_uid", "findings"])
+        findings = {}
+        try:
+            for line, (sop, text) in enumerate(
+                zip(frame.sop_instance_uid.str.strip(), frame.findings, strict=True), start=2
+            ):
+                where = f"{source.findings_csv} line {line}"
+                findings[sop] = (
+                    None if vocabulary.is_unlabelled(text) else vocabulary.parse(text, where)
+                )
+        except UnknownFinding as error:
+            raise SourceConfigError(str(error)) from None
+    return DicomTruth(patients, boxes, findings)
 
 
 def units(source: DicomSource, chunk_size: int) -> list[list[str]]:
@@ -75,7 +93,8 @@ def paths(_: DicomSource, files: list[str]) -> list[str]:
 
 def truth_files(source: DicomSource) -> list[str]:
     """Ground-truth files, which the quarantine report names when they match no image."""
-    files = [str(path) for path in (source.patients_csv, source.boxes_csv) if path is not None]
+    csvs = (source.patients_csv, source.boxes_csv, source.findings_csv)
+    files = [str(path) for path in csvs if path is not None]
     return files + [str(path) for path in _mask_files(source)]
 
 
@@ -118,22 +137,37 @@ def process(
         if truth.patients is not None and dicom.patient_id not in truth.patients:
             result.reject(relative, "unlabelled_patient", "PatientID not in patients_csv")
             continue
+        findings: dict[str, int] | None = {}
+        if truth.findings is not None:
+            findings = truth.findings.get(dicom.sop_uid)
+            if findings is None:
+                result.reject(
+                    relative, "unlabelled", "no findings in findings_csv for its SOPInstanceUID"
+                )
+                continue
         boxes = truth.boxes.get(dicom.sop_uid, []) if dicom.frames.shape[0] == 1 else []
         mask = _mask(source, dicom.sop_uid) if dicom.frames.shape[0] == 1 else None
         problem = check_annotations(boxes, mask, *dicom.frames.shape[1:])
         if problem:
             result.reject(relative, "bad_annotation", problem)
             continue
+        # A radiograph is a one-slice series of its own: a PA and a lateral image often share a
+        # SeriesInstanceUID, yet are not slices of one volume.
+        series = f"{dicom.series_uid}/{dicom.sop_uid}" if dicom.projection else dicom.series_uid
         record = {
             "source": source.name,
             "path": relative,
             "patient_id": pseudo("patient", dicom.patient_id),
             "study_id": pseudo("study", dicom.study_uid),
-            "series_id": pseudo("series", dicom.series_uid),
+            "series_id": pseudo("series", series),
             "instance_number": dicom.instance_number,
             "patient_tumor": None if truth.patients is None else truth.patients[dicom.patient_id],
             "slice_thickness_mm": dicom.slice_spacing,
+            "view": view_name(dicom.view),
+            **findings,
         }
+        if truth.findings is not None:
+            record["tumor"] = any_finding(findings)
         for frame, (pixels, position) in enumerate(zip(dicom.frames, dicom.positions, strict=True)):
             result.add_slice(
                 {
@@ -170,6 +204,10 @@ def orphans(source: DicomSource, truth: DicomTruth, seen: set[str]) -> list[Quar
         found += _orphan_rows(source.boxes_csv, "sop_instance_uid", set(truth.boxes) - seen)
     if source.patients_csv is not None:
         found += _orphan_rows(source.patients_csv, "patient_id", set(truth.patients or {}) - seen)
+    if source.findings_csv is not None:
+        found += _orphan_rows(
+            source.findings_csv, "sop_instance_uid", set(truth.findings or {}) - seen
+        )
     found += [
         Quarantined(str(path), "orphan_label", "mask matches no ingested image")
         for path in _mask_files(source)

@@ -15,7 +15,8 @@ import pandas as pd
 
 from medvit.imaging.intensity import window_percentile
 from medvit.ingestion.config import ImageFolderSource
-from medvit.ingestion.dicom_tree import read_csv
+from medvit.ingestion.dicom_tree import SourceConfigError, read_csv
+from medvit.ingestion.findings import UnknownFinding, Vocabulary, any_finding, view_name
 from medvit.ingestion.pseudonym import Pseudonymiser
 from medvit.ingestion.units import Rejected, UnitResult, check_annotations
 
@@ -33,6 +34,8 @@ def _rows(source: ImageFolderSource) -> list[dict[str, Any]]:
             source.patient_column,
             source.group_column,
             source.tumor_type_column,
+            source.view_column,
+            source.findings_column,
         )
         if column
     ]
@@ -43,6 +46,39 @@ def _rows(source: ImageFolderSource) -> list[dict[str, Any]]:
             frame.astype(object).where(frame.notna(), None).to_dict("records")
         )
     ]
+
+
+# Manifest line -> finding labels, or None for a row marked unlabelled; None for a source
+# without findings.
+FolderTruth = dict[int, dict[str, int] | None] | None
+
+
+def load_truth(source: ImageFolderSource, vocabulary: Vocabulary) -> FolderTruth:
+    """Every row's findings, parsed in the parent before any image is decoded: an unknown
+    finding name stops the run at once, naming the manifest line and the known findings."""
+    if not source.has_findings:
+        return None
+    manifest = source.root / source.manifest
+    rows = _rows(source)
+    header = (
+        vocabulary.match_header(rows[0].keys() if rows else [], str(manifest))
+        if source.findings_as_columns
+        else {}
+    )
+    truth: dict[int, dict[str, int] | None] = {}
+    try:
+        for row in rows:
+            where = f"{manifest} line {row['_row']}"
+            if source.findings_column is not None:
+                text = row[source.findings_column]
+                truth[row["_row"]] = (
+                    None if vocabulary.is_unlabelled(text) else vocabulary.parse(text, where)
+                )
+            else:
+                truth[row["_row"]] = vocabulary.from_columns(row, header, where)
+    except UnknownFinding as error:
+        raise SourceConfigError(str(error)) from None
+    return truth
 
 
 def units(source: ImageFolderSource, chunk_size: int) -> list[list[dict[str, Any]]]:
@@ -117,8 +153,17 @@ def _unit_id(source: ImageFolderSource, row: dict[str, Any]) -> tuple[str, str |
 
 
 def _slice(
-    source: ImageFolderSource, row: dict[str, Any], result: UnitResult, pseudo: Pseudonymiser
+    source: ImageFolderSource,
+    truth: FolderTruth,
+    row: dict[str, Any],
+    result: UnitResult,
+    pseudo: Pseudonymiser,
 ) -> None:
+    findings = truth[row["_row"]] if truth is not None else {}
+    if findings is None:
+        raise Rejected(
+            "unlabelled", f"manifest line {row['_row']}: its findings are marked unlabelled"
+        )
     image_path = source.root / str(row[source.image_column])
     if not image_path.is_file():
         raise Rejected(
@@ -147,12 +192,14 @@ def _slice(
     raw_patient, group = _unit_id(source, row)
     patient_id = pseudo("patient", raw_patient)
     image_key = f"{source.name}/{row[source.image_column]}"
+    # A radiograph is its own study; slices of a patient's images share one.
+    study = image_key if source.radiographs else raw_patient
     result.add_slice(
         {
             "source": source.archive or source.name,
             "path": str(row[source.image_column]),
             "patient_id": patient_id,
-            "study_id": pseudo("study", raw_patient),
+            "study_id": pseudo("study", study),
             # An image folder says nothing of series: a group (a fold, a set of near-copies) or a
             # patient's images are no volume, so each image is its own one-slice series and the
             # series checks (one size, an order) do not mistake them for one.
@@ -161,10 +208,12 @@ def _slice(
             "instance_number": row["_row"],
             "frame": 0,
             "position": None,
-            "tumor": _tumor(source, row),
+            "tumor": any_finding(findings) if truth is not None else _tumor(source, row),
             "group": group,
             "tumor_type": row.get(source.tumor_type_column) if source.tumor_type_column else None,
             "slice_thickness_mm": None,
+            "view": view_name(row.get(source.view_column)) if source.view_column else None,
+            **findings,
         },
         image,
         boxes,
@@ -175,7 +224,7 @@ def _slice(
 
 def process(
     source: ImageFolderSource,
-    _: None,
+    truth: FolderTruth,
     rows: list[dict[str, Any]],
     pseudo: Pseudonymiser,
     result: UnitResult,
@@ -183,7 +232,7 @@ def process(
     """Fill `result` (empty, set up with the store's size and preprocessing)."""
     for row in rows:
         try:
-            _slice(source, row, result, pseudo)
+            _slice(source, truth, row, result, pseudo)
         except Rejected as rejected:
             path = str(row[source.image_column])
             result.reject(path, rejected.kind, str(rejected))

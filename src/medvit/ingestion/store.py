@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from medvit.atomic import recover, replacing
+from medvit.ingestion.findings import PREFIX
 from medvit.ingestion.units import UnitResult
 
 _HEADER_BYTES = 128  # a multiple of 64, as the .npy format asks, and room for any 3-D shape
@@ -96,9 +97,10 @@ RECORD_COLUMNS = [
     "tumor_type",
     "pixel_spacing_mm",  # [row, column] mm of a stored pixel, or null where the source has none
     "slice_thickness_mm",  # the source's spacing between slices (or thickness), or null
+    "view",  # radiographs: PA, AP, LL...; null for slices of volumes
     "image_ref",
     "mask_ref",
-]
+]  # then one `finding_<name>` column per configured finding, where a source has findings
 
 
 def write_store(folder: Path, results: Iterable[UnitResult]) -> None:
@@ -133,7 +135,11 @@ def _write_files(folder: Path, results: Iterable[UnitResult]) -> None:
         for appender in (images, masks):
             if appender is not None:
                 appender.close()
-    frame = pd.DataFrame(records, columns=RECORD_COLUMNS)
+    findings = list(
+        dict.fromkeys(key for record in records for key in record if key.startswith(PREFIX))
+    )
+    frame = pd.DataFrame(records, columns=RECORD_COLUMNS + findings)
+    frame[findings] = frame[findings].astype("Int8")  # missing where a source has no findings
     frame["mask_ref"] = frame["mask_ref"].astype("Int64")
     for column in ("patient_tumor", "instance_number"):
         frame[column] = frame[column].astype("Int64")

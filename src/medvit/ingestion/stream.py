@@ -87,15 +87,22 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
+def _truth(source: ConcreteSource, params: IngestionParams) -> Any:
+    """Ground truth read once in the parent: a bad label file fails before any decoding."""
+    if isinstance(source, DicomSource):
+        return dicom_tree.load_truth(source, params.vocabulary())
+    if isinstance(source, ImageFolderSource):
+        return image_folder.load_truth(source, params.vocabulary())
+    return None
+
+
 class IngestionStream:
     """Every source's units, listed now; iterating decodes them and yields each unit's result,
     then one last result listing ground truth that matched nothing."""
 
     def __init__(self, sources: list[ConcreteSource], params: IngestionParams, key: str) -> None:
         self.sources, self.params, self._key = sources, params, key
-        self.truths = [
-            dicom_tree.load_truth(s) if isinstance(s, DicomSource) else None for s in sources
-        ]
+        self.truths = [_truth(source, params) for source in sources]
         self.tasks = [
             (index, unit)
             for index, source in enumerate(sources)

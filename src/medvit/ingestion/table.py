@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from medvit.ingestion.findings import finding_columns
+
 SLICE_COLUMNS = [
     "patient_id",
     "study_id",
@@ -25,7 +27,8 @@ SLICE_COLUMNS = [
     "tumor_type",
     "pixel_spacing_mm",
     "slice_thickness_mm",
-]
+    "view",
+]  # then the `finding_*` columns, when the cohort has findings
 
 
 class IngestionError(RuntimeError):
@@ -75,29 +78,76 @@ def _slice_spacing(records: pd.DataFrame) -> pd.Series:
     return records["series_id"].map(steps).astype(float).fillna(stated)
 
 
+def _checks(
+    records: pd.DataFrame, views: list[str] | None, min_image_size: int
+) -> list[tuple[pd.Series, str, pd.Series | str]]:
+    """(refused, kind, reason) of each check on whole images, in the order they count."""
+    size = records["rows"].astype(str) + "x" + records["cols"].astype(str)
+    checks: list[tuple[pd.Series, str, pd.Series | str]] = [
+        (
+            records[["rows", "cols"]].min(axis=1) < min_image_size,
+            "too_small",
+            "image is " + size + f", below ingestion.min_image_size={min_image_size} px",
+        )
+    ]
+    if views is not None:
+        wanted = [view.strip().upper() for view in views]
+        view = records["view"]
+        checks.append(
+            (
+                view.notna() & ~view.isin(wanted),
+                "excluded_view",
+                "view " + view.astype(str) + f" is not one of ingestion.views {wanted}; add it "
+                "there (or set views: null) to use it",
+            )
+        )
+    findings = finding_columns(records)
+    if findings:
+        checks.append(
+            (
+                records[findings].isna().any(axis=1),
+                "unlabelled",
+                "its source gives no findings, but the cohort is multi-label",
+            )
+        )
+    mixed = "size " + size + " differs from the rest of its series"
+    checks.append((_mixed_sizes(records), "mixed_sizes", mixed))
+    return checks
+
+
+def _refused(records: pd.DataFrame, views: list[str] | None, min_image_size: int) -> pd.DataFrame:
+    """`kind`, `reason` per record (null where kept); the first check that refuses it counts."""
+    refused = pd.DataFrame({"kind": None, "reason": None}, index=records.index, dtype=object)
+    if not len(records):
+        return refused
+    for hit, kind, reason in _checks(records, views, min_image_size):
+        new = hit & refused["kind"].isna()
+        refused.loc[new, "kind"] = kind
+        refused.loc[new, "reason"] = reason[new] if isinstance(reason, pd.Series) else reason
+    return refused
+
+
 def build_slice_table(
-    records: pd.DataFrame, quarantine: pd.DataFrame
+    records: pd.DataFrame,
+    quarantine: pd.DataFrame,
+    views: list[str] | None = None,
+    min_image_size: int = 1,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return the slice table and the full quarantine report (readers' plus series-level)."""
-    mixed = _mixed_sizes(records) if len(records) else pd.Series(False, index=records.index)
-    rejected = records[mixed].assign(
-        kind="mixed_sizes",
-        reason=lambda r: (
-            "size "
-            + r["rows"].astype(str)
-            + "x"
-            + r["cols"].astype(str)
-            + " differs from the rest of its series"
-        ),
-    )
-    kept = records[~mixed].copy()
+    """Return the slice table and the full quarantine report: the readers' plus whole images
+    refused here (a view not wanted, an image too small, no findings in a multi-label cohort,
+    a size that differs from the rest of its series)."""
+    refused = _refused(records, views, min_image_size)
+    rejected = records[["file_id"]].join(refused)[refused["kind"].notna()]
+    kept = records[refused["kind"].isna()].copy()
     kept["slice_index"] = _order(kept) if len(kept) else pd.Series(dtype=int)
     if len(kept):
         kept["slice_thickness_mm"] = _slice_spacing(kept)
     derived = kept.groupby("patient_id")["tumor"].transform("max")
     kept["patient_tumor"] = kept["patient_tumor"].fillna(derived).astype(int)
+    findings = finding_columns(kept)
+    kept[findings] = kept[findings].astype("int8")
     table = (
-        kept[SLICE_COLUMNS]
+        kept[SLICE_COLUMNS + findings]
         .sort_values(["patient_id", "series_id", "slice_index"])
         .reset_index(drop=True)
     )
@@ -150,4 +200,6 @@ def ingestion_counts(
     }
     for kind, count in report["kind"].value_counts().items():
         counts[f"ingest/quarantined/{kind}"] = int(count)
+    for column in finding_columns(table):  # radiographs showing each finding
+        counts[f"ingest/{column}"] = int(table[column].sum())
     return counts

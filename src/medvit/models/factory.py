@@ -37,6 +37,9 @@ class ModelSpec(BaseModel):
     num_classes: PositiveInt
     image_size: PositiveInt
     in_chans: PositiveInt = 1  # MRI slices are single-channel
+    # Constructor options that change the architecture or its training (a ViT's average pooling
+    # with fc_norm, drop path): a model rebuilt from its spec must have the same modules.
+    timm_kwargs: dict[str, bool | int | float | str] = {}
 
 
 def student_architecture(size: StudentSize) -> str:
@@ -76,6 +79,7 @@ def build_model(spec: ModelSpec, pretrained: bool = False) -> nn.Module:
     _require_known(spec.architecture)
     _require_image_size(spec)
     kwargs = {"img_size": spec.image_size} if _is_vit(spec.architecture) else {}
+    kwargs |= spec.timm_kwargs
     try:
         model = timm.create_model(
             spec.architecture,

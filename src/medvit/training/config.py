@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    model_validator,
+)
 
 Precision = Literal["auto", "bf16", "fp32"]
 
@@ -38,6 +46,17 @@ class TrainConfig(BaseModel):
     Weight decay spares biases, norms and the tokens/embeddings a timm model lists in
     `no_weight_decay()`; `layer_decay` (ViTs, for fine-tuning a pretrained encoder) scales the
     learning rate of block i of n by `layer_decay ** (n - i)`, so early blocks move least.
+    `betas` are AdamW's (MAE pretraining uses (0.9, 0.95)).
+
+    `base_lr`, when set, replaces `lr` by the linear scaling rule of MAE and DeiT:
+    `lr = base_lr * batch_size * processes / 256`, so a recipe carries over between one GPU and
+    many (`batch_size` is per process).
+
+    `devices` trains on several processes with DDP, started from this call through torch's
+    elastic launcher (no `torchrun` around Kedro): a list of CUDA device indices, or `auto` for
+    every visible GPU (one process when there are none). With `device: cpu` the list's length is
+    the number of CPU processes (gloo), which is how tests run the same path. null: one process,
+    or whatever `torchrun` started.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -45,6 +64,11 @@ class TrainConfig(BaseModel):
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 32
     lr: Annotated[float, Field(gt=0)] = 1e-3
+    base_lr: Annotated[float, Field(gt=0)] | None = None
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (
+        0.9,
+        0.999,
+    )
     weight_decay: NonNegativeFloat = 0.05
     layer_decay: Annotated[float, Field(gt=0, le=1)] | None = None
     warmup_epochs: NonNegativeInt = 1
@@ -52,6 +76,7 @@ class TrainConfig(BaseModel):
     grad_clip_norm: Annotated[float, Field(gt=0)] | None = 1.0
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    devices: Annotated[list[NonNegativeInt], Field(min_length=1)] | Literal["auto"] | None = None
     precision: Precision = "auto"
     channels_last: bool | Literal["auto"] = "auto"
     num_workers: NonNegativeInt | Literal["auto"] = "auto"
@@ -60,3 +85,20 @@ class TrainConfig(BaseModel):
     resume: bool = True
     reuse_finished: bool = False
     progress: bool = True
+
+    @model_validator(mode="after")
+    def _one_learning_rate(self) -> TrainConfig:
+        if self.base_lr is not None and "lr" in self.model_fields_set:
+            raise ValueError(
+                f"both lr ({self.lr}) and base_lr ({self.base_lr}) are set; give one: base_lr"
+                " scales with the batch (lr = base_lr * batch_size * processes / 256)"
+            )
+        if isinstance(self.devices, list) and len(set(self.devices)) < len(self.devices):
+            raise ValueError(f"devices {self.devices} lists a device twice")
+        return self
+
+    def learning_rate(self, world_size: int = 1) -> float:
+        """The peak learning rate of a run on `world_size` processes."""
+        if self.base_lr is None:
+            return self.lr
+        return self.base_lr * self.batch_size * world_size / 256

@@ -21,6 +21,7 @@ import torch
 from monai import transforms as mt
 from monai.data import get_track_meta, set_track_meta
 from monai.utils import convert_to_tensor
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
@@ -29,7 +30,7 @@ from medvit.training.runtime import Runtime, epoch_seed
 Augmentation = Literal["none", "weak", "strong"]
 
 # uint8 slices scaled to [0, 1] and centred: the store is windowed, so one fixed affine suffices.
-_MEAN, _STD = 0.5, 0.25
+PIXEL_MEAN, PIXEL_STD = 0.5, 0.25
 
 
 class SliceDataset(Dataset):
@@ -43,7 +44,7 @@ class SliceDataset(Dataset):
         images: np.ndarray,
         refs: Sequence[int],
         labels: Sequence[int],
-        transform: v2.Transform,
+        transform: v2.Transform | nn.Module,
     ) -> None:
         if len(refs) != len(labels):
             raise ValueError(f"{len(refs)} image refs but {len(labels)} labels")
@@ -52,6 +53,11 @@ class SliceDataset(Dataset):
         self.refs = np.asarray(refs, dtype=np.int64)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.transform = transform
+
+    @property
+    def draws_random(self) -> bool:
+        """Whether reading a sample draws random numbers (a random transform)."""
+        return not isinstance(self.transform, nn.Identity)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -71,6 +77,27 @@ class SliceDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         pixels = torch.from_numpy(np.array(self.images[self.refs[index]], dtype=np.uint8))
         return self.transform(pixels[None]), torch.tensor(self.labels[index])
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """A loader's batch read from the memmap in one fancy index, not one slice at a time:
+        per slice, numpy's and torch's call overhead outweighs copying its bytes, and the first
+        batch of every epoch waits for one worker to read a whole batch. Samples are transformed
+        in batch order, so a random transform draws exactly as `__getitem__` would."""
+        pixels = torch.from_numpy(np.asarray(self.images[self.refs[indices]], dtype=np.uint8))
+        labels = torch.from_numpy(self.labels[indices])
+        return [
+            (self.transform(image[None]), label)
+            for image, label in zip(pixels, labels, strict=True)
+        ]
+
+
+def unlabelled_slices(images: np.ndarray, refs: Sequence[int]) -> SliceDataset:
+    """Slices as stored (uint8, 1 x H x W) with a dummy label 0, for self-supervised tasks.
+
+    Nothing is resized or augmented here: the task does that on the whole batch on its device
+    (`medvit.training.batch_augment`), so a loader worker only copies bytes out of the memmap.
+    """
+    return SliceDataset(images, refs, np.zeros(len(refs), dtype=np.int64), nn.Identity())
 
 
 class TorchSeeded:
@@ -132,7 +159,7 @@ def slice_transform(
     steps.append(v2.ToDtype(torch.float32, scale=True))
     if intensity:
         steps.append(intensity_augmentation())
-    steps.append(v2.Normalize([_MEAN], [_STD]))
+    steps.append(v2.Normalize([PIXEL_MEAN], [PIXEL_STD]))
     if augmentation == "strong":
         steps.append(v2.RandomErasing(p=0.25, value=0))
     return v2.Compose(steps)
@@ -227,13 +254,18 @@ def make_loader(
     num_workers: int | str = "auto",
     drop_last: bool = False,
 ) -> DataLoader:
-    """Pinned memory on CUDA. Workers are not persistent: they are re-seeded from torch's RNG
-    at the start of every epoch, which the loop seeds, so a resumed epoch augments identically."""
+    """Pinned memory on CUDA. Workers that augment are not persistent: they are re-seeded from
+    torch's RNG at the start of every epoch, which the loop seeds, so a resumed epoch augments
+    identically. Workers that only copy bytes (augmentation on the device) persist, sparing
+    every epoch the start-up of its workers, which at thousands of images per second is
+    a visible stall."""
+    workers = resolve_workers(num_workers, runtime)
     return DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
-        num_workers=resolve_workers(num_workers, runtime),
+        num_workers=workers,
         pin_memory=runtime.device.type == "cuda",
         drop_last=drop_last,
+        persistent_workers=workers > 0 and not getattr(dataset, "draws_random", True),
     )

@@ -2,9 +2,9 @@
 
 Per epoch: seed (run, epoch, rank), train with AdamW under warmup+cosine and gradient clipping,
 validate, report metrics to a callback, checkpoint, and decide on early stopping. The same code
-runs on CPU (fp32), CUDA (bf16 autocast, channels_last CNNs, pinned workers) and under torchrun
-(DDP; only rank 0 reports and writes). Library code: no Kedro, no MLflow; the caller's
-`on_epoch_end` decides where metrics go.
+runs on CPU (fp32), CUDA (bf16 autocast, channels_last CNNs, pinned workers) and in DDP under
+torchrun or in the processes `fit` starts for `TrainConfig.devices` (only rank 0 reports and
+writes). Library code: no Kedro, no MLflow; the caller's `on_epoch_end` decides where metrics go.
 
 A rerun never returns a stale model: it continues only an interrupted run of the same identity
 (config, initial weights, samples and the caller's parts: data, task, teacher, ...). A finished
@@ -14,8 +14,10 @@ trains from scratch and logs which part of the identity changed.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +42,7 @@ from medvit.training.checkpoint import (
 )
 from medvit.training.config import TrainConfig
 from medvit.training.data import EpochSampler, make_loader
+from medvit.training.launch import process_plan, run_processes
 from medvit.training.optim import make_optimizer, warmup_cosine
 from medvit.training.runtime import (
     Runtime,
@@ -181,6 +184,16 @@ def _mean_over_ranks(sums: dict[str, float], count: int, runtime: Runtime) -> di
     return {name: sum(part[name] for part, _ in gathered) / max(total, 1) for name in sums}
 
 
+# Steps between the loss shown on a progress bar: showing it reads it, a device sync.
+_POSTFIX_EVERY = 25
+
+
+def _as_double(value: torch.Tensor | float) -> torch.Tensor | float:
+    """A step's scalar in float64, on its device when a tensor: summed in the same precision as
+    Python floats, so the epoch's means do not depend on where the sum was taken."""
+    return value.detach().double() if isinstance(value, torch.Tensor) else float(value)
+
+
 def _format(metrics: dict[str, float]) -> str:
     return " ".join(f"{name}={value:.4g}" for name, value in metrics.items())
 
@@ -237,7 +250,7 @@ class _Trainer:
             self.val_loader = make_loader(
                 val_data, config.batch_size, val_sampler, self.runtime, config.num_workers
             )
-        self.optimizer = make_optimizer(self.module, config)
+        self.optimizer = make_optimizer(self.module, config, self.runtime.world_size)
         self.scheduler = warmup_cosine(self.optimizer, config, len(self.train_loader))
         self.stopping = _EarlyStopping(config)
         self.history: list[dict[str, float]] = []
@@ -299,7 +312,7 @@ class _Trainer:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
         self.sampler.set_epoch(epoch)
-        sums: dict[str, float] = {"loss": 0.0}
+        sums: dict[str, torch.Tensor | float] = {}
         count, started = 0, time.perf_counter()
         batches = progress(
             self.train_loader,
@@ -309,7 +322,8 @@ class _Trainer:
             every=None,  # off a terminal, `run`'s line per epoch is the progress
             leave=False,
         )
-        for batch in batches:
+        shown = not getattr(batches, "disable", True)
+        for step, batch in enumerate(batches):
             batch = to_device(batch, self.runtime, self.channels_last)
             with self.runtime.autocast():
                 loss, extra = self.task.training_step(self.model, batch)
@@ -319,13 +333,19 @@ class _Trainer:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip_norm)
             self.optimizer.step()
             self.scheduler.step()
-            size, loss_value = len(batch[0]), loss.item()  # one device sync per step
+            size = len(batch[0])
             count += size
-            for name, value in {"loss": loss_value, **extra}.items():
-                sums[name] = sums.get(name, 0.0) + float(value) * size
-            batches.set_postfix(loss=f"{loss_value:.4f}")
+            # summed where they are: reading a CUDA value waits for its step, and a loop that
+            # waits every step cannot queue the next one while the GPU runs this one
+            for name, value in {"loss": loss.detach(), **extra}.items():
+                sums[name] = sums.get(name, 0.0) + _as_double(value) * size
+            if shown and step % _POSTFIX_EVERY == 0:
+                batches.set_postfix(loss=f"{loss.item():.4f}")
+        totals = {name: float(value) for name, value in sums.items()}  # the epoch's one sync
         seconds = time.perf_counter() - started
-        metrics = {f"train_{k}": v for k, v in _mean_over_ranks(sums, count, self.runtime).items()}
+        metrics = {
+            f"train_{k}": v for k, v in _mean_over_ranks(totals, count, self.runtime).items()
+        }
         metrics["train_images_per_s"] = count * self.runtime.world_size / seconds
         metrics["lr"] = max(self.scheduler.get_last_lr())  # the top block's under layer decay
         return metrics
@@ -415,11 +435,63 @@ def fit(
     and the samples. `tracking_run_id` (e.g. the MLflow run) is stored with the checkpoint, so
     that a later reuse can name the run that trained it. `on_epoch_end(metrics, epoch)` runs on
     rank 0 after each epoch's checkpoint, so what it logs is never ahead of what a resume restores.
+
+    With `config.devices` asking for several processes, `fit` starts them itself (DDP through
+    torch's elastic launcher; `medvit.training.launch`): the arguments must then be picklable,
+    `on_epoch_end` still runs here, in the caller's process, with rank 0's metrics as each epoch
+    ends, and the trained weights are loaded into `model` when training is over (so a callback
+    that looks at `model` sees the initial weights until then).
     """
+    plan = process_plan(config)
+    if plan is not None:
+        model.cpu()  # workers pick their own device; CUDA tensors would start CUDA too early
+        args = (model, task, train_data, val_data, config, sample_weights, identity)
+
+        def report(message: tuple[dict[str, float], int]) -> None:
+            if on_epoch_end is not None:
+                on_epoch_end(*message)
+
+        rank0 = run_processes(_fit_in_worker, (*args, tracking_run_id), *plan, report)
+        state = torch.load(io.BytesIO(rank0.pop("state")), map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        return FitResult(model=model, **rank0)
     trainer = _Trainer(
         model, task, train_data, val_data, config, sample_weights, identity or {}, tracking_run_id
     )
     return trainer.run(on_epoch_end)
+
+
+def _fit_in_worker(
+    model: nn.Module,
+    task: Task,
+    train_data: Dataset,
+    val_data: Dataset | None,
+    config: TrainConfig,
+    sample_weights: np.ndarray | None,
+    identity: Mapping[str, Any] | None,
+    tracking_run_id: str | None,
+    send: Callable[[Any], None],
+) -> dict[str, Any] | None:
+    """One process started by `fit` for `config.devices`: rank 0 sends each epoch's metrics to
+    the caller and returns its result, weights on CPU, for `fit` to put into the caller's model.
+    """
+    result = fit(
+        model,
+        task,
+        train_data,
+        val_data,
+        config,
+        sample_weights=sample_weights,
+        on_epoch_end=lambda metrics, epoch: send((metrics, epoch)),
+        identity=identity,
+        tracking_run_id=tracking_run_id,
+    )
+    if int(os.environ["RANK"]) != 0:
+        return None
+    fields = {name: getattr(result, name) for name in FitResult.__dataclass_fields__}
+    weights = io.BytesIO()  # plain bytes: tensors would travel through /dev/shm, often small
+    torch.save(fields.pop("model").state_dict(), weights)
+    return {"state": weights.getvalue(), **fields}
 
 
 def predict(

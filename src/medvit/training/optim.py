@@ -20,7 +20,7 @@ from torch import nn
 from medvit.training.config import TrainConfig
 
 
-def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
+def parameter_groups(model: nn.Module, config: TrainConfig, lr: float) -> list[dict]:
     """timm's groups: weight decay per parameter kind and, with `layer_decay`, lr per block."""
     no_decay = getattr(model, "no_weight_decay", set)()
     if config.layer_decay is None:
@@ -29,12 +29,15 @@ def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
         model, config.weight_decay, no_weight_decay_list=no_decay, layer_decay=config.layer_decay
     )
     for group in groups:
-        group["lr"] = config.lr * group.pop("lr_scale")
+        group["lr"] = lr * group.pop("lr_scale")
     return groups
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    return torch.optim.AdamW(parameter_groups(model, config), lr=config.lr, fused=True)
+def make_optimizer(model: nn.Module, config: TrainConfig, world_size: int = 1) -> torch.optim.AdamW:
+    """`world_size` matters only under `base_lr`, whose learning rate scales with the batch."""
+    lr = config.learning_rate(world_size)
+    groups = parameter_groups(model, config, lr)
+    return torch.optim.AdamW(groups, lr=lr, betas=config.betas, fused=True)
 
 
 def warmup_cosine(

@@ -1,6 +1,7 @@
 """Where and how a run executes: device, precision, seeding and the distributed process group.
 
-Distribution is detected, not configured: `torchrun` sets RANK, WORLD_SIZE and LOCAL_RANK, so the
+Distribution is detected from the environment: `torchrun`, or `fit` itself for
+`TrainConfig.devices` (`medvit.training.launch`), sets RANK, WORLD_SIZE and LOCAL_RANK, so the
 same code runs alone or as one of N processes (NCCL on CUDA, gloo on CPU) without changes.
 """
 

@@ -13,9 +13,11 @@ from medvit.evaluation.audit import (
     audit_metric_names,
     shortcut_audit,
 )
+from medvit.imaging.chest_demo import ChestDemoCohort, ChestDemoSpec
 from medvit.imaging.demo import DemoCohort, DemoCohortSpec
 from medvit.ingestion.cohort import check_split_request
 from medvit.ingestion.config import DemoSource, DicomSource, IngestionParams
+from medvit.ingestion.findings import patient_findings
 from medvit.ingestion.pseudonym import resolve_key
 from medvit.ingestion.store import SliceStore
 from medvit.ingestion.stream import ConcreteSource, IngestionStream, stream_units
@@ -27,8 +29,11 @@ from medvit.ingestion.table import (
 )
 from medvit.pipelines.tracking import log_text, metric_items
 from medvit.splits import (
+    FindingSplitParams,
     SplitParams,
     check_disjoint,
+    finding_split_summary,
+    make_finding_splits,
     make_splits,
     slices_in,
     split_counts,
@@ -51,9 +56,22 @@ def plan_cohort(
     return DemoRequest(demo if ingestion.uses_demo else None), tags
 
 
-def _resolve(source: object, demo: DemoCohort) -> ConcreteSource:
+def plan_chest_cohort(
+    demo: ChestDemoSpec, ingestion: IngestionParams
+) -> tuple[DemoRequest, dict[str, str]]:
+    """As `plan_cohort` for a multi-label cohort: its split needs the findings, which only the
+    ingested images give, so the split request is checked by the split node."""
+    tags = {"patient_disjoint": str(ingestion.patient_disjoint).lower()}
+    return DemoRequest(demo if ingestion.uses_demo else None), tags
+
+
+def _resolve(source: object, demo: DemoCohort | ChestDemoCohort) -> ConcreteSource:
     if not isinstance(source, DemoSource):
         return source  # type: ignore[return-value]
+    if isinstance(demo, ChestDemoCohort):
+        return DicomSource(
+            name=source.name, root=demo.dicom_dir, findings_csv=demo.findings_csv, window="tags"
+        )
     return DicomSource(
         name=source.name,
         root=demo.dicom_dir,
@@ -65,7 +83,7 @@ def _resolve(source: object, demo: DemoCohort) -> ConcreteSource:
 
 
 def ingest(
-    params: IngestionParams, pseudonym_key: str | None, demo_cohort: DemoCohort
+    params: IngestionParams, pseudonym_key: str | None, demo_cohort: DemoCohort | ChestDemoCohort
 ) -> tuple[pd.DataFrame, IngestionStream]:
     """The local lookup of every input file, then the stream the pixel store dataset consumes.
 
@@ -85,7 +103,9 @@ def build_slices(
     The report is an output of this node rather than an input of the gate: Kedro saves it before
     the gate can fail the run, and no report feeds the slice table.
     """
-    table, quarantine = build_slice_table(store.records, store.quarantine)
+    table, quarantine = build_slice_table(
+        store.records, store.quarantine, params.views, params.min_image_size
+    )
     report = name_files(quarantine, lookup)
     if params.log_quarantine_report:
         log_text(report.to_csv(index=False), "reports/ingestion_quarantine.csv")
@@ -155,3 +175,21 @@ def audit_shortcuts(
     for note in notes:
         logger.info(note)
     return audit, metric_items(audit_metric_names(audit))
+
+
+def split_patients_by_finding(
+    slices: pd.DataFrame, params: FindingSplitParams
+) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """Finding-stratified splits with the slice table's fingerprint, their counts (patients per
+    split, positive patients per finding and split) and the summary naming rare findings."""
+    units = patient_findings(slices).reset_index()
+    splits = with_fingerprint(make_finding_splits(units, params), slices)
+    check_disjoint(splits, slices)
+    summary = finding_split_summary(units, splits, params.min_positive_patients)
+    flagged = summary[summary["status"] != "ok"]
+    for row in flagged.itertuples():
+        logger.warning("Split %s, %s: %s", row.split, row.finding, row.status)
+    counts = split_counts(splits) | {
+        f"{row.split}/{row.finding}": row.positive_patients for row in summary.itertuples()
+    }
+    return splits, metric_items({f"split/{k}": v for k, v in counts.items()}), summary

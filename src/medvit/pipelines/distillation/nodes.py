@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
+from pathlib import Path
 from typing import Literal
 
 import mlflow
@@ -34,6 +35,7 @@ from medvit.models import (
     latency_ms,
     spec_of,
 )
+from medvit.models.mae import load_mae_encoder
 from medvit.pipelines import tracking
 from medvit.splits import slices_in
 from medvit.training import (
@@ -98,12 +100,32 @@ class LossParams(_Strict):
 
 
 class StudentParams(_Strict):
-    """`student`: a distilled DeiT; DeiT-LT distils on strongly augmented views."""
+    """`student`: a distilled DeiT; DeiT-LT distils on strongly augmented views.
+
+    `init`: `scratch` (random weights), `mae` (the encoder of `mae_checkpoint`, which the `mae`
+    pipeline writes from the brain slices) or the path of another MAE checkpoint.
+    """
 
     size: StudentSize = "tiny"
+    init: str = "scratch"
+    mae_checkpoint: str = "data/06_models/brain_mae.pt"
     loss: LossParams = LossParams()
     augmentation: Augmentation | None = None  # None: strong for deit_lt, weak otherwise
     training: TrainConfig = TrainConfig()
+
+    @property
+    def encoder_checkpoint(self) -> str | None:
+        """The MAE checkpoint the student starts from; None from scratch."""
+        return {"scratch": None, "mae": self.mae_checkpoint}.get(self.init, self.init)
+
+    @model_validator(mode="after")
+    def _checkpoint_exists(self) -> StudentParams:
+        """Before the teacher trains for minutes, not when the student starts."""
+        path = self.encoder_checkpoint
+        if path is not None and not Path(path).is_file():
+            hint = " (run `kedro run --pipelines=mae` to write it)" if self.init == "mae" else ""
+            raise ValueError(f"student.init: MAE checkpoint {path} does not exist{hint}")
+        return self
 
     @model_validator(mode="after")
     def _augmentation(self) -> StudentParams:
@@ -307,6 +329,14 @@ def train_student(
         )
     torch.manual_seed(student.training.seed)  # the student's initial weights
     model = create_student(student.size, len(classes), data.image_size)
+    if student.encoder_checkpoint is not None:
+        loaded = load_mae_encoder(model, student.encoder_checkpoint)
+        logger.info(
+            "Student initialised from MAE checkpoint %s (%d tensors; %s adapted)",
+            student.encoder_checkpoint,
+            len(loaded.loaded),
+            ", ".join(loaded.adapted),
+        )
     labels = table.loc[table["split"] == "train", "label"].to_numpy()
     sample_weights, loss_weights = _imbalance(table, len(classes), data)
     loss = DistillationLoss(
