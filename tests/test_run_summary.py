@@ -35,11 +35,18 @@ def test_each_model_gets_its_test_numbers_with_intervals_and_patients():
         "ptp/student/test/n_normal": 27.0,
         "ptp/student/val/sensitivity": 0.5,  # validation is not the headline
         "ptp/detector/test/sensitivity": 0.667,
-        "slice/teacher/test/sensitivity": 0.9,  # slice level is not the headline either
+        "slice/student/test/sensitivity": 0.5,  # PTP, where it applies, is the headline
+        "slice/teacher/test/sensitivity": 0.9,  # no PTP (no patient identifiers): slice level
+        "ptp/vit_mae/test/mean_auroc": 0.7,  # multi-label: reported per finding elsewhere
     }
     lines = headline(metrics)
-    assert [line.split(":")[0].strip().split(" ")[0] for line in lines] == ["detector", "student"]
-    assert lines[1] == (
+    assert [line.split(":")[0].strip().split(" ")[0] for line in lines] == [
+        "detector",
+        "teacher",
+        "student",
+    ]
+    assert lines[1].startswith("  teacher (slice level): sensitivity (tumour recall) 0.900")
+    assert lines[2] == (
         "  student (3 tumour, 27 normal): sensitivity (tumour recall) 1.000 (0.292 to 1.000), "
         "specificity 0.963 (0.810 to 0.999), tumour F1 0.857 (interval not informative), "
         "AUROC undefined"

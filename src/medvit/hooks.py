@@ -98,15 +98,17 @@ class RunTagsHook:
 
     def _record(self, dataset_name: str, data: Any, saved: bool) -> None:
         run = mlflow.active_run()
-        if dataset_name not in (SLICE_TABLE, SPLITS) or run is None:
+        kind = dataset_name.rpartition(".")[2]  # a namespaced cohort's too, e.g. `chest.slices`
+        if kind not in (SLICE_TABLE, SPLITS) or run is None:
             return
         key = (run.info.run_id, dataset_name)
         if not saved and key in self._recorded:
             return
         self._recorded.add(key)
-        if dataset_name == SLICE_TABLE:
+        if kind == SLICE_TABLE:
             digest = slice_table_fingerprint(data)
-            mlflow.set_tag("slice_table_fingerprint", digest)
+            prefix = dataset_name[: -len(kind)].replace(".", "/")
+            mlflow.set_tag(f"{prefix}slice_table_fingerprint", digest)
         else:
             digest = table_digest(data)
         _log_input(data, dataset_name, digest)

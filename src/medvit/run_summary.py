@@ -21,7 +21,7 @@ from kedro.pipeline import Pipeline
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from medvit.pipelines.tracking import HEADLINE, estimate, models_with_results
+from medvit.pipelines.tracking import estimate, headline_keys, model_label, models_with_results
 
 logger = logging.getLogger(__name__)
 
@@ -32,13 +32,14 @@ def headline(metrics: Mapping[str, float]) -> list[str]:
     """One line per model with test PTP metrics: the metric, its 95% interval, the patients."""
     lines = []
     for model in models_with_results(metrics):
-        prefix = f"ptp/{model}/test/"
-        parts = [f"{label} {estimate(metrics, prefix + name)}" for label, name in HEADLINE]
+        keys = headline_keys(metrics, model)
+        parts = [f"{label} {estimate(metrics, key)}" for label, key in keys]
+        prefix = keys[0][1].rsplit("/", 1)[0] + "/"
         tumor, normal = metrics.get(prefix + "n_tumor"), metrics.get(prefix + "n_normal")
         counts = (
             "" if tumor is None or normal is None else f" ({tumor:.0f} tumour, {normal:.0f} normal)"
         )
-        lines.append(f"  {model}{counts}: " + ", ".join(parts))
+        lines.append(f"  {model_label(metrics, model)}{counts}: " + ", ".join(parts))
     return lines
 
 

@@ -21,3 +21,5 @@ def test_default_run_learns_on_the_demo_test_patients(run_kedro, latest_run):
     assert metrics["det/detector/test/mAP50"] >= 0.5
     assert metrics["ptp/detector/test/sensitivity"] >= 0.8
     assert metrics["ptp/student/test/tumor_f1"] >= 0.8
+    assert metrics["seg/dbsam/test/oracle_dice"] >= 0.7
+    assert metrics["seg/dbsam/test/detector_dice"] >= 0.7

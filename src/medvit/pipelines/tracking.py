@@ -140,10 +140,40 @@ def log_model_metrics(client: mlflow.MlflowClient, run: mlflow.entities.Run) -> 
                 client.log_batch(run.info.run_id, metrics=list(linked.values()))
 
 
+def _headline_key(level: str, model: str, name: str) -> str:
+    """The slice table calls the tumour F1 `f1`; PTP calls it `tumor_f1`."""
+    if level == "slice" and name == "tumor_f1":
+        name = "f1"
+    return f"{level}/{model}/test/{name}"
+
+
+def result_level(metrics: Mapping[str, float], model: str) -> str | None:
+    """Where a model's headline test results are: `ptp`, else `slice` (a cohort without patient
+    identifiers, where PTP is not applicable); None for a model without them, e.g. a multi-label
+    classifier, which reports per finding in its own comparison."""
+    for level in ("ptp", "slice"):
+        if any(_headline_key(level, model, name) in metrics for _, name in HEADLINE):
+            return level
+    return None
+
+
+def headline_keys(metrics: Mapping[str, float], model: str) -> list[tuple[str, str]]:
+    """(column, metric key) of a model's headline results at its level."""
+    level = result_level(metrics, model) or "ptp"
+    return [(column, _headline_key(level, model, name)) for column, name in HEADLINE]
+
+
 def models_with_results(metrics: Mapping[str, float]) -> list[str]:
-    """Models with test PTP results, the study's three first."""
-    found = {key.split("/")[1] for key in metrics if key.startswith("ptp/") and "/test/" in key}
+    """Models with headline test results (PTP, or slice level where PTP does not apply), the
+    study's three first."""
+    named = {key.split("/")[1] for key in metrics if key.startswith(("ptp/", "slice/"))}
+    found = {model for model in named if result_level(metrics, model)}
     return [m for m in MODEL_ORDER if m in found] + sorted(found - set(MODEL_ORDER))
+
+
+def model_label(metrics: Mapping[str, float], model: str) -> str:
+    """The model's name, marked when its figures are per slice rather than per patient."""
+    return model if result_level(metrics, model) == "ptp" else f"{model} (slice level)"
 
 
 def estimate(metrics: Mapping[str, float], key: str) -> str:
@@ -162,10 +192,10 @@ def comparison_table(metrics: Mapping[str, float]) -> list[str]:
     header = ["model", *(column for column, _ in HEADLINE), "latency (ms/image)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model in models_with_results(metrics):
-        cells = [estimate(metrics, f"ptp/{model}/test/{name}") for _, name in HEADLINE]
+        cells = [estimate(metrics, key) for _, key in headline_keys(metrics, model)]
         latency = metrics.get(f"distill/{model}/latency_ms")
         cells.append("not measured" if latency is None else f"{latency:.3g}")
-        lines.append("| " + " | ".join([model, *cells]) + " |")
+        lines.append("| " + " | ".join([model_label(metrics, model), *cells]) + " |")
     return lines
 
 
