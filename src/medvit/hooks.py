@@ -99,7 +99,7 @@ class RunTagsHook:
     def _record(self, dataset_name: str, data: Any, saved: bool) -> None:
         run = mlflow.active_run()
         kind = dataset_name.rpartition(".")[2]  # a namespaced cohort's too, e.g. `chest.slices`
-        if kind not in (SLICE_TABLE, SPLITS) or run is None:
+        if dataset_name.startswith("params:") or kind not in (SLICE_TABLE, SPLITS) or run is None:
             return
         key = (run.info.run_id, dataset_name)
         if not saved and key in self._recorded:

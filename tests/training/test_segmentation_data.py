@@ -145,3 +145,14 @@ def test_fit_trains_dbsam_on_the_dataset() -> None:
     metrics = result.history[0]
     assert {"train_loss", "val_dice", "val_loss"} <= set(metrics)
     assert 0 <= metrics["val_dice"] <= 1 and np.isfinite(metrics["val_loss"])
+
+
+def test_a_loader_batch_holds_image_mask_and_box() -> None:
+    """The base dataset reads whole batches (`__getitems__`); this one must keep its triples."""
+    images = np.zeros((3, 32, 32), dtype=np.uint8)
+    masks = np.zeros_like(images)
+    masks[:, 8:20, 10:24] = 255
+    refs = np.arange(3)
+    data = SegmentationSliceDataset(images, masks, refs, refs, image_size=32)
+    batch = next(iter(torch.utils.data.DataLoader(data, batch_size=3)))
+    assert [tuple(part.shape) for part in batch] == [(3, 1, 32, 32), (3, 1, 32, 32), (3, 4)]

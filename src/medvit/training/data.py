@@ -82,7 +82,10 @@ class SliceDataset(Dataset):
         """A loader's batch read from the memmap in one fancy index, not one slice at a time:
         per slice, numpy's and torch's call overhead outweighs copying its bytes, and the first
         batch of every epoch waits for one worker to read a whole batch. Samples are transformed
-        in batch order, so a random transform draws exactly as `__getitem__` would."""
+        in batch order, so a random transform draws exactly as `__getitem__` would. A subclass
+        with samples of its own shape (`__getitem__` overridden) is read one sample at a time."""
+        if type(self).__getitem__ is not SliceDataset.__getitem__:
+            return [self[index] for index in indices]
         pixels = torch.from_numpy(np.asarray(self.images[self.refs[indices]], dtype=np.uint8))
         labels = torch.from_numpy(self.labels[indices])
         return [
