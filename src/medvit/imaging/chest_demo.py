@@ -44,7 +44,13 @@ from pydicom.sequence import Sequence
 from pydicom.uid import DigitalXRayImageStorageForPresentation
 from scipy.ndimage import binary_dilation, gaussian_filter
 
-from medvit.imaging.demo import fake_person, file_dataset, spec_uid, time_of_day
+from medvit.imaging.demo import (
+    fake_person,
+    file_dataset,
+    set_grey_pixels,
+    spec_uid,
+    time_of_day,
+)
 
 # NIH names of the synthetic findings and how often a patient has each at the baseline study.
 CHEST_DEMO_FINDINGS = ("Cardiomegaly", "Effusion", "Nodule", "Pneumothorax")
@@ -294,9 +300,6 @@ def _dataset(
     ds.Modality = "DX"
     ds.PresentationIntentType = "FOR PRESENTATION"
     ds.BodyPartExamined = "CHEST"
-    ds.Manufacturer = "Medvit Synthetic"
-    ds.InstitutionName = "Medvit Demo Hospital"
-    ds.ReferringPhysicianName = ""
     ds.StudyDescription = "XR CHEST 1 VIEW"
     ds.StudyInstanceUID = spec_uid(spec, "study", index, study)
     ds.SeriesInstanceUID = spec_uid(spec, "series", index, study)
@@ -304,14 +307,8 @@ def _dataset(
     ds.SeriesNumber = 1
     ds.InstanceNumber = 1
     ds.PatientOrientation = ["R", "F"]  # image left is the patient's right, as read
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME1" if monochrome1 else "MONOCHROME2"
-    ds.Rows, ds.Columns = stored.shape
+    set_grey_pixels(ds, stored.shape, bits, "MONOCHROME1" if monochrome1 else "MONOCHROME2")
     ds.ImagerPixelSpacing = [round(430 / stored.shape[0], 4)] * 2
-    ds.BitsAllocated = 16
-    ds.BitsStored = bits
-    ds.HighBit = bits - 1
-    ds.PixelRepresentation = 0
     ds.WindowCenter = round(top - centre if monochrome1 else centre, 1)
     ds.WindowWidth = round(0.9 * gain, 1)
     if bits == 12 and rng.uniform() < spec.voi_lut_fraction:

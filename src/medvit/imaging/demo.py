@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     ExplicitVRLittleEndian,
@@ -573,9 +573,6 @@ def _slice_dataset(
     ds.SeriesTime = ds.ContentTime = time_of_day(seconds)
     ds.AccessionNumber = visit.accession
     ds.Modality = "MR"
-    ds.Manufacturer = "Medvit Synthetic"
-    ds.InstitutionName = "Medvit Demo Hospital"
-    ds.ReferringPhysicianName = ""
     ds.StudyDescription = "MRI BRAIN W/WO CONTRAST"
     ds.SeriesDescription = contrast.description
     ds.PatientName = patient.name
@@ -605,14 +602,8 @@ def _slice_dataset(
     ds.FrameOfReferenceUID = spec_uid(spec, "frame", patient.index, visit.number)
     ds.PositionReferenceIndicator = ""
     ds.SliceLocation = z
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows = ds.Columns = spec.size
+    set_grey_pixels(ds, (spec.size, spec.size), _BITS_STORED, "MONOCHROME2")
     ds.PixelSpacing = [spacing, spacing]
-    ds.BitsAllocated = 16
-    ds.BitsStored = _BITS_STORED
-    ds.HighBit = _BITS_STORED - 1
-    ds.PixelRepresentation = 0
     ds.WindowCenter, ds.WindowWidth = contrast.window
     ds.RescaleIntercept = 0
     ds.RescaleSlope = 1
@@ -621,7 +612,8 @@ def _slice_dataset(
 
 
 def file_dataset(sop_class: str, sop: str) -> FileDataset:
-    """An empty DICOM file of one SOP class, uncompressed explicit VR little endian."""
+    """A DICOM file of one SOP class from the demo hospital's synthetic scanner, uncompressed
+    explicit VR little endian; the caller adds the rest."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = sop
@@ -631,7 +623,21 @@ def file_dataset(sop_class: str, sop: str) -> FileDataset:
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = sop
+    ds.Manufacturer = "Medvit Synthetic"
+    ds.InstitutionName = "Medvit Demo Hospital"
+    ds.ReferringPhysicianName = ""
     return ds
+
+
+def set_grey_pixels(ds: Dataset, shape: tuple[int, int], bits: int, photometric: str) -> None:
+    """The image pixel tags of unsigned greyscale values of `bits` bits in 16-bit words."""
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.Rows, ds.Columns = shape
+    ds.BitsAllocated = 16
+    ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = 0
 
 
 def time_of_day(seconds: int) -> str:

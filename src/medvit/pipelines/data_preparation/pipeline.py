@@ -2,13 +2,41 @@
 
 from typing import Literal
 
-from kedro.pipeline import Pipeline, node
+from kedro.pipeline import Node, Pipeline, node
 
 from medvit.pipelines.data_preparation import nodes
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return data_preparation_pipeline()
+
+
+def ingestion_nodes(settings: str = "params:ingestion") -> list[Node]:
+    """Ingest `demo_cohort`, build its slice table and accept or quarantine each slice.
+
+    `settings`: where the ingestion settings come from; the external cohort's are a dataset
+    (its plan adopts the training cohort's), so the same steps serve it.
+    """
+    return [
+        node(
+            nodes.ingest,
+            [settings, "pseudonym_key", "demo_cohort"],
+            ["source_path_lookup", "slice_store"],
+            name="ingest_sources",
+        ),
+        node(
+            nodes.build_slices,
+            ["slice_store", "source_path_lookup", settings],
+            ["slice_candidates", "quarantine_records", "ingestion_quarantine"],
+            name="build_slice_table",
+        ),
+        node(
+            nodes.accept_slices,
+            ["slice_candidates", "quarantine_records", "slice_store", settings],
+            ["slices", "ingestion_metrics"],
+            name="accept_slices",
+        ),
+    ]
 
 
 def data_preparation_pipeline(
@@ -54,24 +82,7 @@ def data_preparation_pipeline(
     )
     steps = [
         plan,
-        node(
-            nodes.ingest,
-            ["params:ingestion", "pseudonym_key", "demo_cohort"],
-            ["source_path_lookup", "slice_store"],
-            name="ingest_sources",
-        ),
-        node(
-            nodes.build_slices,
-            ["slice_store", "source_path_lookup", "params:ingestion"],
-            ["slice_candidates", "quarantine_records", "ingestion_quarantine"],
-            name="build_slice_table",
-        ),
-        node(
-            nodes.accept_slices,
-            ["slice_candidates", "quarantine_records", "slice_store", "params:ingestion"],
-            ["slices", "ingestion_metrics"],
-            name="accept_slices",
-        ),
+        *ingestion_nodes(),
         split,
     ]
     if not findings:  # the shortcut audit scores trivial features against the tumour label

@@ -2,7 +2,7 @@
 
 Every check that can fail (model names, image size, teacher checkpoint, one-class train split)
 runs before the first epoch. Per-epoch history goes to the active MLflow run as
-`fit/<model>/<metric>` with step = epoch, through the loop's `on_epoch_end` callback.
+`fit/<model>/<metric>` through `medvit.pipelines.fitting.fit_tracked`.
 """
 
 from __future__ import annotations
@@ -37,13 +37,13 @@ from medvit.models import (
 )
 from medvit.models.mae import load_mae_encoder
 from medvit.pipelines import tracking
+from medvit.pipelines.fitting import fit_tracked
 from medvit.splits import slices_in
 from medvit.training import (
     ClassificationTask,
     SliceDataset,
     TrainConfig,
     class_weights,
-    fit,
     predict,
     slice_transform,
     tumour_score,
@@ -216,15 +216,6 @@ def _imbalance(
     return None, None
 
 
-def _log_epoch(model: str, metrics: dict[str, float], epoch: int) -> None:
-    """`fit/<model>/<metric>` in the active run (none: nothing is logged).
-
-    Steps count epochs from 1, as the detector's history does, so runs line up in MLflow.
-    """
-    if mlflow.active_run() is not None:
-        mlflow.log_metrics({f"fit/{model}/{k}": v for k, v in metrics.items()}, step=epoch + 1)
-
-
 def _fit(
     name: str,
     model: nn.Module,
@@ -239,25 +230,21 @@ def _fit(
     identity: dict[str, object],
 ) -> nn.Module:
     """`identity`: what the model's result depends on beyond the data settings here (its
-    architecture, loss, teacher); `fit` adds the config and the initial weights.
-
-    A reused run is tagged `fit/<name>/reused_from` with the MLflow run that trained it, and the
-    history this run did not see being trained (all of a reused run, the epochs before a
-    resume) is logged again, so every run holds a model's whole `fit/<name>/*` record.
+    architecture, loss, teacher); `fit` adds the config and the initial weights, and
+    `fit_tracked` keeps the model's whole `fit/<name>/*` record in the run, reused or resumed.
     """
     train = _dataset(
         table, store, "train", data.image_size, augmentation, data.intensity_augmentation
     )
     val = _dataset(table, store, "val", data.image_size, "none")
-    run = mlflow.active_run()
-    result = fit(
+    result = fit_tracked(
+        name,
         model,
         task,
         train,
         val,
         config,
         sample_weights=sample_weights,
-        on_epoch_end=partial(_log_epoch, name),
         identity={
             "data": _data_digest(table),
             "pixels": _pixel_digest(table, store),
@@ -268,14 +255,7 @@ def _fit(
             "intensity_augmentation": data.intensity_augmentation,
             **identity,
         },
-        tracking_run_id=None if run is None else run.info.run_id,
     )
-    for epoch, metrics in enumerate(result.unreported):
-        _log_epoch(name, metrics, epoch)
-    if result.reused and run is not None:
-        mlflow.set_tag(f"fit/{name}/reused_from", result.reused_from)
-    best = "the last" if result.best_epoch is None else result.best_epoch + 1
-    logger.info("%s: weights of epoch %s of %d kept", name, best, len(result.history))
     return result.model.cpu().eval()
 
 

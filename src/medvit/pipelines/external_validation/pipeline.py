@@ -11,7 +11,7 @@ model's own `<model>.thresholds`, chosen on the original validation split, whose
 
 from kedro.pipeline import Pipeline, node
 
-from medvit.pipelines.data_preparation import nodes as preparation
+from medvit.pipelines.data_preparation.pipeline import ingestion_nodes
 from medvit.pipelines.evaluation import evaluation_pipeline
 from medvit.pipelines.external_validation import nodes
 
@@ -33,24 +33,7 @@ def _cohort() -> Pipeline:
                 ["demo_cohort", "ingestion"],
                 name="plan_external_cohort",
             ),
-            node(
-                preparation.ingest,
-                ["ingestion", "pseudonym_key", "demo_cohort"],
-                ["source_path_lookup", "slice_store"],
-                name="ingest_sources",
-            ),
-            node(
-                preparation.build_slices,
-                ["slice_store", "source_path_lookup", "ingestion"],
-                ["slice_candidates", "quarantine_records", "ingestion_quarantine"],
-                name="build_slice_table",
-            ),
-            node(
-                preparation.accept_slices,
-                ["slice_candidates", "quarantine_records", "slice_store", "ingestion"],
-                ["slices", "ingestion_metrics"],
-                name="accept_slices",
-            ),
+            *ingestion_nodes("ingestion"),
             node(nodes.external_splits, "slices", "splits", name="external_splits"),
             node(
                 nodes.evaluation_splits,

@@ -36,9 +36,10 @@ from medvit.models.dbsam import (
     build_segmenter,
     parameter_counts,
 )
+from medvit.pipelines.fitting import fit_tracked
 from medvit.pipelines.tracking import metric_items
 from medvit.splits import slices_in
-from medvit.training import EarlyStopping, SliceDataset, TrainConfig, fit, predict
+from medvit.training import EarlyStopping, SliceDataset, TrainConfig, predict
 from medvit.training.segmentation_data import SegmentationSliceDataset, mask_box
 
 logger = logging.getLogger(__name__)
@@ -125,11 +126,6 @@ def _dataset(
     )
 
 
-def _log_epoch(model: str, metrics: dict[str, float], epoch: int) -> None:
-    if mlflow.active_run() is not None:
-        mlflow.log_metrics({f"fit/{model}/{k}": v for k, v in metrics.items()}, step=epoch + 1)
-
-
 def train(
     table: pd.DataFrame, slice_store: SliceStore, params: SegmentationParams, *, model: str
 ) -> nn.Module:
@@ -146,14 +142,13 @@ def train(
         }
     )
     rows = table[table["split"].isin(["train", "val"]) & table["mask_ref"].notna()]
-    run = mlflow.active_run()
-    result = fit(
+    result = fit_tracked(
+        model,
         network,
         SegmentationTask(),
         _dataset(table, slice_store, "train", params.jitter_px),
         _dataset(table, slice_store, "val", 0.0),
         config,
-        on_epoch_end=partial(_log_epoch, model),
         identity={
             "data": table_digest(rows, [*SLICE_KEY, "image_ref", "mask_ref", "split"]),
             "pixels": rows_digest(slice_store.images, rows["image_ref"].to_numpy()),
@@ -161,14 +156,7 @@ def train(
             "model": {"kind": model, "config": params.model},
             "jitter_px": params.jitter_px,
         },
-        tracking_run_id=None if run is None else run.info.run_id,
     )
-    for epoch, metrics in enumerate(result.unreported):
-        _log_epoch(model, metrics, epoch)
-    if result.reused and run is not None:
-        mlflow.set_tag(f"fit/{model}/reused_from", result.reused_from)
-    best = "the last" if result.best_epoch is None else result.best_epoch + 1
-    logger.info("%s: weights of epoch %s of %d kept", model, best, len(result.history))
     return result.model.cpu().eval()
 
 
