@@ -107,6 +107,16 @@ class DetectionParams(BaseModel):
     predict: PredictParams = Field(default_factory=PredictParams)
     log_patient_images: bool = False  # ultralytics' batch mosaics and val images to MLflow
 
+    def prediction_args(self, imgsz: int | None = None) -> dict[str, Any]:
+        """ultralytics' predict arguments: training's size and device (or the size a checkpoint
+        was trained at), the prediction thresholds."""
+        args = self.train.inference_args() | {
+            "conf": self.predict.conf,
+            "iou": self.predict.iou,
+            "max_det": self.predict.max_det,
+        }
+        return args if imgsz is None else args | {"imgsz": imgsz}
+
 
 def export_yolo_dataset(
     slices: pd.DataFrame, splits: pd.DataFrame, slice_store: SliceStore
@@ -155,15 +165,13 @@ def predict(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Slice predictions for val and test: score = highest box confidence, boxes kept."""
     rows = slices_in(slices, splits, EVALUATED_SPLITS)
-    args = {
-        **params.train.inference_args(),
-        "conf": params.predict.conf,
-        "iou": params.predict.iou,
-        "max_det": params.predict.max_det,
-    }
     scored = list(
         predict_slices(
-            weights, slice_store.images, rows["image_ref"].tolist(), params.predict.batch, args
+            weights,
+            slice_store.images,
+            rows["image_ref"].tolist(),
+            params.predict.batch,
+            params.prediction_args(),
         )
     )
     table = rows[["split", *SLICE_KEY, "tumor", "source"]].assign(

@@ -18,7 +18,6 @@ from ultralytics import YOLO
 
 from medvit.datasets.demo_cohort import DemoRequest
 from medvit.detection.yolo import predict_slices as detect_slices
-from medvit.detection.yolo import resolve_device
 from medvit.evaluation.ptp import SLICE_KEY
 from medvit.imaging.demo import DemoCohortSpec
 from medvit.ingestion.config import IngestionParams, Source
@@ -92,16 +91,13 @@ def predict_detector(
     """Slice scores (highest box confidence) and boxes, at the size the detector trained at."""
     trained_at = (YOLO(str(weights)).ckpt or {}).get("train_args", {}).get("imgsz")
     rows = _rows(slices, splits)
-    args = {
-        "imgsz": trained_at or params.train.imgsz,
-        "device": resolve_device(params.train.device),
-        "conf": params.predict.conf,
-        "iou": params.predict.iou,
-        "max_det": params.predict.max_det,
-    }
     scored = list(
         detect_slices(
-            weights, slice_store.images, rows["image_ref"].tolist(), params.predict.batch, args
+            weights,
+            slice_store.images,
+            rows["image_ref"].tolist(),
+            params.predict.batch,
+            params.prediction_args(trained_at),
         )
     )
     return rows[PREDICTION_COLUMNS].assign(
