@@ -49,6 +49,13 @@ THIRD_PARTY_WARNINGS: tuple[tuple[type[Warning], str, str], ...] = (
         r"kedro\.validation\.",
         r"Accessing the 'model_fields' attribute on the instance is deprecated",
     ),
+    # kedro, when a pipeline maps one namespace's dataset (`detector.weights`) into another's
+    # inputs, as `external_validation` must: the dots are kedro's own namespacing, not a name.
+    (
+        UserWarning,
+        r"kedro\.pipeline\.node",
+        r"One or more dataset names contain '\.' characters",
+    ),
     # mlflow's SQL store maps its tables with a loader strategy SQLAlchemy 2.1 deprecates.
     (DeprecationWarning, r"mlflow\.store\.", r"The ``noload`` loader strategy is deprecated"),
     # mlflow, when kedro-mlflow defines its pipeline model (at import), about that model's
