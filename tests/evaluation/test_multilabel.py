@@ -125,8 +125,10 @@ def test_intervals_exact_for_rates_and_bootstrap_for_auroc() -> None:
     assert sensitivity.ci_method == "clopper-pearson"
     assert sensitivity.ci_low == pytest.approx(0.158, abs=1e-3)  # 2 of 2 at 95%
     assert sensitivity.ci_high == 1.0
-    # 2 positive patients: a bootstrap cannot say much, and the table says so.
-    assert _value(table, "effusion", "image", "auroc").ci_method.startswith("not informative")
+    # 2 positive patients: a bootstrap cannot say much, and the table says so in the finding's
+    # words, not the brain cohort's tumour and normal patients.
+    reason = _value(table, "effusion", "image", "auroc").ci_method
+    assert reason == "not informative (2 effusion-positive patients)"
 
 
 def test_weighted_auroc_matches_sklearn_with_sample_weights() -> None:

@@ -95,7 +95,7 @@ def test_chest_xray_runs_end_to_end_and_compares_mae_with_scratch(project, run_k
     assert "chest/mae_minus_scratch/test/patient_mean_auroc" in metrics
 
 
-@pytest.mark.parametrize("env", ["base", "gpu"])
+@pytest.mark.parametrize("env", ["base", "gpu", "chest_xray_nih"])
 def test_parameter_files_validate(env):
     loader = settings.CONFIG_LOADER_CLASS(
         conf_source=str(CONF), env=env, **settings.CONFIG_LOADER_ARGS
@@ -103,6 +103,10 @@ def test_parameter_files_validate(env):
     values = loader["parameters"]
     for key, model in PARAMS.items():
         model.model_validate(values[key])
+    ingestion = IngestionParams.model_validate(values["chest"]["ingestion"])
+    if env == "chest_xray_nih":  # the study's vocabulary, and no real patient's image in MLflow
+        assert [f.lower() for f in ingestion.findings] == [f.lower() for f in NIH_FINDINGS]
+        assert values["chest_mae"]["log_patient_images"] is False
 
 
 def test_pipeline_wires_both_models_and_the_comparison():

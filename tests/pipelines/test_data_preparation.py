@@ -12,11 +12,18 @@ import pydicom
 import pytest
 from mlflow.tracking import MlflowClient
 
-from medvit import pipeline_registry
+from medvit import pipeline_registry, settings
 from medvit.imaging.chest_demo import CHEST_DEMO_FINDINGS
+from medvit.ingestion.config import IngestionParams
 from medvit.ingestion.findings import finding_column, finding_columns
 from medvit.pipelines.data_preparation.pipeline import data_preparation_pipeline
-from medvit.splits import SplitError, slice_table_fingerprint, slices_in
+from medvit.pipelines.detection.nodes import DetectionParams
+from medvit.pipelines.distillation.nodes import DistillationDataParams, StudentParams, TeacherParams
+from medvit.pipelines.external_validation.nodes import ExternalCohortParams
+from medvit.pipelines.mae.nodes import MAEParams
+from medvit.splits import SplitError, SplitParams, slice_table_fingerprint, slices_in
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 SLICE_CONTRACT = [
     "patient_id",
@@ -250,3 +257,23 @@ def test_chest_cohort_is_prepared_by_namespace(project, run_kedro, latest_run, m
     identifiers = _raw_identifiers(project / "data/01_raw/chest_demo_cohort/dicom")
     texts = _texts(project) | {"mlflow": repr([run.data.params, run.data.metrics])}
     assert not [(name, v) for name, text in texts.items() for v in identifiers if v in text]
+
+
+def test_brain_mri_public_environment_validates_and_keeps_real_patients_out_of_mlflow():
+    """The shipped real-data protocol: every parameter block it overrides still validates, the
+    preprocessing against the shortcut is on, and no reconstruction figure of a patient's slice
+    goes to MLflow."""
+    loader = settings.CONFIG_LOADER_CLASS(
+        conf_source=str(CONF), env="brain_mri_public", **settings.CONFIG_LOADER_ARGS
+    )
+    values = loader["parameters"]
+    ingestion = IngestionParams.model_validate(values["ingestion"])
+    assert ingestion.preprocessing.crop_foreground and ingestion.preprocessing.intensity != "window"
+    assert {s.archive for s in ingestion.sources if s.name.startswith("br35h")} == {"br35h"}
+    SplitParams.model_validate(values["splits"])
+    DetectionParams.model_validate(values["detection"])
+    DistillationDataParams.model_validate(values["distillation_data"])
+    TeacherParams.model_validate(values["teacher"])
+    StudentParams.model_validate(values["student"])
+    ExternalCohortParams.model_validate(values["external_validation"])
+    assert MAEParams.model_validate(values["mae"]).log_patient_images is False

@@ -197,16 +197,19 @@ def prevalence_intervals(
 Needs = Literal["tumour", "normal", "both", "any"]
 
 
-def class_support(truth: np.ndarray, clusters: np.ndarray) -> dict[Needs, tuple[str, int]]:
+def class_support(
+    truth: np.ndarray, clusters: np.ndarray, classes: tuple[str, str] = ("tumour", "normal")
+) -> dict[Needs, tuple[str, int]]:
     """How many patients a bootstrap can redraw for each class a metric may depend on.
 
     A patient counts for a class when any of its units (slices, studies) is of that class.
+    `classes` names the positive and negative class in the reasons a report prints.
     """
     n_clusters = int(clusters.max()) + 1 if clusters.size else 0
     tumour_units = np.bincount(clusters, weights=truth, minlength=n_clusters)
     all_units = np.bincount(clusters, minlength=n_clusters)
-    tumour = ("tumour patients", int((tumour_units > 0).sum()))
-    normal = ("normal patients", int((tumour_units < all_units).sum()))
+    tumour = (f"{classes[0]} patients", int((tumour_units > 0).sum()))
+    normal = (f"{classes[1]} patients", int((tumour_units < all_units).sum()))
     return {
         "tumour": tumour,
         "normal": normal,
@@ -240,6 +243,7 @@ def interval_table(
     ci: float,
     fixed: Mapping[str, Interval],
     needs: Mapping[str, Needs] | None = None,
+    classes: tuple[str, str] = ("tumour", "normal"),
 ) -> pd.DataFrame:
     """Tidy (metric, value, ci_low, ci_high, ci_method) table from per-unit truth and patients.
 
@@ -251,7 +255,7 @@ def interval_table(
         raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
     if not 0 < ci < 1:
         raise ValueError(f"ci must be in (0, 1), got {ci}")
-    support = class_support(truth, clusters)
+    support = class_support(truth, clusters, classes)
     n_clusters = support["any"][1]
     point = estimate(np.ones((1, n_clusters)))
     samples = estimate(resample_clusters(n_clusters, n_bootstrap, seed)) if n_bootstrap else {}

@@ -209,8 +209,15 @@ def _image_rows(
         }
 
     fixed = dict.fromkeys(("n_images", "n_positive_images"), NO_CI)
-    table = interval_table(estimate, truth, clusters, fixed=fixed, **bootstrap)
+    table = interval_table(
+        estimate, truth, clusters, fixed=fixed, classes=_classes(finding), **bootstrap
+    )
     return _tidy(table, finding, "image", status)
+
+
+def _classes(finding: str) -> tuple[str, str]:
+    """How an interval's reason names the patients of a finding ("2 effusion-positive patients")."""
+    return f"{finding}-positive", f"{finding}-negative"
 
 
 def _patient_rows(
@@ -245,7 +252,9 @@ def _patient_rows(
         "sensitivity": exact_interval(tp, tp + fn, ci) if operating else NO_CI,
         "specificity": exact_interval(tn, tn + fp, ci) if operating else NO_CI,
     }
-    table = interval_table(estimate, truth, units, fixed=fixed, **bootstrap)
+    table = interval_table(
+        estimate, truth, units, fixed=fixed, classes=_classes(finding), **bootstrap
+    )
     rows = _tidy(table, finding, "patient", status)
     if not operating:
         at_threshold = rows["metric"].isin(["sensitivity", "specificity", "threshold"])

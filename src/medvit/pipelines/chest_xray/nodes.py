@@ -201,13 +201,6 @@ def compare_models(
     )
     deltas = {}
     for level in ("patient", "image"):
-        means = [
-            float(
-                t.loc[(t.split == "test") & (t.finding == MEAN) & (t.level == level), "value"].iloc[
-                    0
-                ]
-            )
-            for t in (mae_table, scratch_table)
-        ]
-        deltas[f"chest/mae_minus_{other}/test/{level}_mean_auroc"] = means[0] - means[1]
+        difference = _test_mean(mae_table, level) - _test_mean(scratch_table, level)
+        deltas[f"chest/mae_minus_{other}/test/{level}_mean_auroc"] = difference
     return markdown, render_html(markdown, "Chest X-ray: MAE vs " + other), metric_items(deltas)
