@@ -79,7 +79,8 @@ def render_report(
     model's per-series volumes (`split`, `prompt`, volumes); `figures`: caption -> location."""
     first = next(iter(summaries))
     test_series = series[(series["split"] == "test") & (series["prompt"] == "detector")]
-    test_series = test_series.assign(volume_note=test_series["volume_note"].fillna(""))
+    notes = test_series["volume_note"].astype(object)  # all-NaN reads as float: no "" fill
+    test_series = test_series.assign(volume_note=notes.fillna(""))
     lines = [
         "# Tumour segmentation: DB-SAM against SAM with only its decoder trained",
         "",
