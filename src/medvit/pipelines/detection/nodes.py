@@ -165,21 +165,35 @@ def predict(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Slice predictions for val and test: score = highest box confidence, boxes kept."""
     rows = slices_in(slices, splits, EVALUATED_SPLITS)
+    columns = ["split", *SLICE_KEY, "tumor", "source"]
+    table = score_slices(weights, rows, columns, slice_store, params)
+    return tuple(  # type: ignore[return-value]
+        table[table["split"] == split].drop(columns="split").reset_index(drop=True)
+        for split in EVALUATED_SPLITS
+    )
+
+
+def score_slices(
+    weights: Path,
+    rows: pd.DataFrame,
+    columns: list[str],
+    slice_store: SliceStore,
+    params: DetectionParams,
+    imgsz: int | None = None,
+) -> pd.DataFrame:
+    """`rows[columns]` with each slice's `score` (its highest box confidence, 0 without a box)
+    and `boxes`; `imgsz`: the size the checkpoint trained at, when it may differ from `params`."""
     scored = list(
         predict_slices(
             weights,
             slice_store.images,
             rows["image_ref"].tolist(),
             params.predict.batch,
-            params.prediction_args(),
+            params.prediction_args(imgsz),
         )
     )
-    table = rows[["split", *SLICE_KEY, "tumor", "source"]].assign(
+    return rows[columns].assign(
         score=[score for score, _ in scored], boxes=[boxes for _, boxes in scored]
-    )
-    return tuple(  # type: ignore[return-value]
-        table[table["split"] == split].drop(columns="split").reset_index(drop=True)
-        for split in EVALUATED_SPLITS
     )
 
 

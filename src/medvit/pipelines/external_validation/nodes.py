@@ -17,14 +17,13 @@ from torch import nn
 from ultralytics import YOLO
 
 from medvit.datasets.demo_cohort import DemoRequest
-from medvit.detection.yolo import predict_slices as detect_slices
 from medvit.evaluation.ptp import SLICE_KEY
 from medvit.imaging.demo import DemoCohortSpec
 from medvit.ingestion.config import IngestionParams, Source
 from medvit.ingestion.store import SliceStore
 from medvit.models import spec_of
 from medvit.pipelines.data_preparation.nodes import patient_units
-from medvit.pipelines.detection.nodes import DetectionParams
+from medvit.pipelines.detection.nodes import DetectionParams, score_slices
 from medvit.pipelines.distillation.nodes import DistillationDataParams
 from medvit.splits import slices_in, with_fingerprint
 from medvit.training import (
@@ -90,18 +89,8 @@ def predict_detector(
 ) -> pd.DataFrame:
     """Slice scores (highest box confidence) and boxes, at the size the detector trained at."""
     trained_at = (YOLO(str(weights)).ckpt or {}).get("train_args", {}).get("imgsz")
-    rows = _rows(slices, splits)
-    scored = list(
-        detect_slices(
-            weights,
-            slice_store.images,
-            rows["image_ref"].tolist(),
-            params.predict.batch,
-            params.prediction_args(trained_at),
-        )
-    )
-    return rows[PREDICTION_COLUMNS].assign(
-        score=[score for score, _ in scored], boxes=[boxes for _, boxes in scored]
+    return score_slices(
+        weights, _rows(slices, splits), PREDICTION_COLUMNS, slice_store, params, trained_at
     )
 
 
